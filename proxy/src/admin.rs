@@ -1,0 +1,42 @@
+//! The admin port: liveness and readiness for orchestrators.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::Shared;
+
+/// `/healthz`: the process is serving. `/readyz`: it accepts new clients
+/// (false while draining).
+pub fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(shared)
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+/// Serves the admin port until `stopped` turns true.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let result = axum::serve(listener, routes(shared))
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "admin server failed");
+    }
+}

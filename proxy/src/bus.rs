@@ -1,0 +1,83 @@
+//! The seam between app-server sends and the nodes that hold their targets.
+//!
+//! A send enters the bus in its neutral form (hub, audience, exclusions,
+//! target, encoded arguments) exactly as an app server expressed it. On one
+//! node, [`LocalBus`] delivers it straight to the local [`Router`]. A
+//! clustered bus carries the same message to the other nodes, each of which
+//! encodes it once per local wire protocol.
+
+use std::sync::Arc;
+
+use switchboard_proto as pb;
+
+use crate::connection::handle::Protocol;
+use crate::connection::outbox::Frame;
+use crate::protocol::json;
+use crate::router::{Audience, Delivery, Encoded, Router};
+
+/// Why a send could not be delivered at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("send has no audience")]
+    NoAudience,
+    #[error("send has no arguments payload")]
+    NoArguments,
+    #[error("arguments encoding {0} is not supported; send JSON (ENCODING_JSON)")]
+    Encoding(i32),
+    #[error("arguments are not a JSON array")]
+    NotAnArray,
+}
+
+/// Delivers sends to their audience wherever it is connected.
+pub trait Bus: Send + Sync + 'static {
+    fn publish(&self, send: &pb::Send) -> Result<Delivery, SendError>;
+}
+
+/// The single-node bus: everything is local.
+pub struct LocalBus {
+    router: Arc<Router>,
+}
+
+impl LocalBus {
+    pub fn new(router: Arc<Router>) -> Self {
+        Self { router }
+    }
+}
+
+impl Bus for LocalBus {
+    fn publish(&self, send: &pb::Send) -> Result<Delivery, SendError> {
+        deliver_local(&self.router, send)
+    }
+}
+
+/// Encodes `send` once per protocol present among the local targets and
+/// queues it for each of them.
+pub fn deliver_local(router: &Router, send: &pb::Send) -> Result<Delivery, SendError> {
+    use pb::audience::Target;
+    let target = send
+        .audience
+        .as_ref()
+        .and_then(|a| a.target.as_ref())
+        .ok_or(SendError::NoAudience)?;
+    let args = send.arguments.as_ref().ok_or(SendError::NoArguments)?;
+    if args.encoding != pb::Encoding::Json as i32 {
+        return Err(SendError::Encoding(args.encoding));
+    }
+    if args.data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
+        return Err(SendError::NotAnArray);
+    }
+    let audience = match target {
+        Target::All(_) => Audience::All,
+        Target::Connection(id) => Audience::Connection(id),
+        Target::Connections(l) => Audience::Connections(&l.ids),
+        Target::Group(g) => Audience::Group(g),
+        Target::Groups(l) => Audience::Groups(&l.ids),
+        Target::User(u) => Audience::User(u),
+        Target::Users(l) => Audience::Users(&l.ids),
+    };
+    let encode = |p: Protocol| match p {
+        Protocol::Json => Frame::text(json::invocation(None, &send.target, &args.data)),
+    };
+    let hub = send.hub.to_ascii_lowercase();
+    Ok(router.send(&hub, audience, &send.excluded, &mut Encoded::new(&encode)))
+}

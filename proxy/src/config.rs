@@ -1,0 +1,457 @@
+//! Typed configuration: command-line flags, `SWITCHBOARD_*` environment
+//! variables and an optional TOML file, in that order of precedence, over
+//! documented defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Client port (negotiate, WebSockets).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// App-server gRPC port. Never expose it publicly.
+pub const DEFAULT_UPSTREAM_LISTEN: &str = "0.0.0.0:7070";
+/// Admin port (health, readiness).
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+/// Time a client has to send its handshake after the transport opened.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A ping is sent after this long without sending anything.
+pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// A client that sends nothing for this long is closed (after its first message).
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a negotiated connection id stays valid before the client connects.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long shutdown waits for clients to receive their Close message.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest single message a client may send, in bytes.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024;
+/// Bound on bytes queued for one client; past it the client is closed as a slow consumer.
+pub const DEFAULT_OUTBOX_LIMIT: usize = 1024 * 1024;
+
+/// Command-line flags and environment variables. Every field is optional so a
+/// config file can supply it; defaults are applied in [`Config::load`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: an edge connection proxy for SignalR clients"
+)]
+pub struct Args {
+    /// TOML file with any of the settings below (snake_case keys). Flags and
+    /// environment variables override it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Client address: negotiate and WebSockets. [default: 0.0.0.0:8080]
+    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// App-server gRPC address; keep it private. [default: 0.0.0.0:7070]
+    #[arg(long, env = "SWITCHBOARD_UPSTREAM_LISTEN")]
+    pub upstream_listen: Option<SocketAddr>,
+    /// Admin address: /healthz and /readyz. [default: 0.0.0.0:9090]
+    #[arg(long, env = "SWITCHBOARD_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Access key(s) that sign client and app-server tokens. Repeat the flag or
+    /// separate with commas to accept several during a rotation. Required.
+    #[arg(
+        long = "access-key",
+        env = "SWITCHBOARD_ACCESS_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub access_keys: Vec<String>,
+    /// URL clients use to reach this proxy; tokens' audiences are checked
+    /// against it. [default: http://<listen>]
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Origins allowed to call negotiate from a browser, comma-separated; `*`
+    /// allows any. [default: *]
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Handshake timeout, e.g. `15s`, `500ms`. [default: 15s]
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
+    /// Send a ping after this long without sending. [default: 15s]
+    #[arg(long, env = "SWITCHBOARD_KEEP_ALIVE_INTERVAL", value_parser = parse_duration)]
+    pub keep_alive_interval: Option<Duration>,
+    /// Close a client silent for this long. [default: 30s]
+    #[arg(long, env = "SWITCHBOARD_CLIENT_TIMEOUT", value_parser = parse_duration)]
+    pub client_timeout: Option<Duration>,
+    /// How long a negotiated connection waits for its transport. [default: 15s]
+    #[arg(long, env = "SWITCHBOARD_CONNECT_TIMEOUT", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// How long shutdown waits for clients to receive Close. [default: 5s]
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+    /// Largest message a client may send, in bytes. [default: 32768]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Bytes that may queue for one client before it is closed as a slow
+    /// consumer. [default: 1048576]
+    #[arg(long, env = "SWITCHBOARD_OUTBOX_LIMIT")]
+    pub outbox_limit: Option<usize>,
+    /// Log format: `text` or `json`. [default: text]
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The file form of [`Args`]: the same settings, snake_case keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    upstream_listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    access_keys: Option<Vec<String>>,
+    public_url: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_duration")]
+    handshake_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    keep_alive_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    client_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    shutdown_timeout: Option<Duration>,
+    max_message_size: Option<usize>,
+    outbox_limit: Option<usize>,
+    log_format: Option<LogFormat>,
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which browser origins may call the client endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Any origin.
+    Any,
+    /// Exactly these origins (scheme://host[:port], compared case-insensitively).
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether `origin` may make cross-origin requests.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub upstream_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub access_keys: Vec<String>,
+    /// Without a trailing slash.
+    pub public_url: String,
+    pub allowed_origins: AllowedOrigins,
+    pub handshake_timeout: Duration,
+    pub keep_alive_interval: Duration,
+    pub client_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_message_size: usize,
+    pub outbox_limit: usize,
+    pub log_format: LogFormat,
+}
+
+/// A configuration problem, phrased as what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Resolves flags and environment over the optional file over defaults,
+    /// then validates.
+    pub fn load(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| addr(DEFAULT_LISTEN));
+        let access_keys = non_empty(args.access_keys)
+            .or(file.access_keys)
+            .unwrap_or_default();
+        let origins = non_empty(args.allowed_origins)
+            .or(file.allowed_origins)
+            .unwrap_or_default();
+        let public_url = args
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let config = Config {
+            listen,
+            upstream_listen: args
+                .upstream_listen
+                .or(file.upstream_listen)
+                .unwrap_or_else(|| addr(DEFAULT_UPSTREAM_LISTEN)),
+            admin_listen: args
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| addr(DEFAULT_ADMIN_LISTEN)),
+            access_keys: access_keys
+                .into_iter()
+                .map(|k| k.trim().to_owned())
+                .collect(),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            allowed_origins: if origins.is_empty() || origins.iter().any(|o| o.trim() == "*") {
+                AllowedOrigins::Any
+            } else {
+                AllowedOrigins::List(origins.into_iter().map(|o| o.trim().to_owned()).collect())
+            },
+            handshake_timeout: args
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+            keep_alive_interval: args
+                .keep_alive_interval
+                .or(file.keep_alive_interval)
+                .unwrap_or(DEFAULT_KEEP_ALIVE_INTERVAL),
+            client_timeout: args
+                .client_timeout
+                .or(file.client_timeout)
+                .unwrap_or(DEFAULT_CLIENT_TIMEOUT),
+            connect_timeout: args
+                .connect_timeout
+                .or(file.connect_timeout)
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            shutdown_timeout: args
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            max_message_size: args
+                .max_message_size
+                .or(file.max_message_size)
+                .unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            outbox_limit: args
+                .outbox_limit
+                .or(file.outbox_limit)
+                .unwrap_or(DEFAULT_OUTBOX_LIMIT),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for tests and embedding: loopback, ephemeral ports,
+    /// one access key, defaults elsewhere.
+    pub fn for_tests(access_key: &str) -> Self {
+        let any = "127.0.0.1:0".parse().expect("loopback parses");
+        Config {
+            listen: any,
+            upstream_listen: any,
+            admin_listen: any,
+            access_keys: vec![access_key.to_owned()],
+            public_url: String::new(),
+            allowed_origins: AllowedOrigins::Any,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
+            client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            shutdown_timeout: Duration::from_millis(200),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            outbox_limit: DEFAULT_OUTBOX_LIMIT,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.access_keys.is_empty() {
+            return bad("no access key: set --access-key or SWITCHBOARD_ACCESS_KEY (at least 32 characters is recommended)".into());
+        }
+        if let Some(k) = self.access_keys.iter().find(|k| k.len() < 16) {
+            return bad(format!(
+                "an access key of {} characters is too short to be safe: use at least 16 (32 or more recommended)",
+                k.len()
+            ));
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return bad(format!(
+                "--public-url must start with http:// or https:// (got '{}')",
+                self.public_url
+            ));
+        }
+        if self.max_message_size < 1024 {
+            return bad(format!(
+                "--max-message-size must be at least 1024 bytes (got {})",
+                self.max_message_size
+            ));
+        }
+        if self.outbox_limit < self.max_message_size {
+            return bad(format!(
+                "--outbox-limit ({}) must be at least --max-message-size ({}) so one message always fits",
+                self.outbox_limit, self.max_message_size
+            ));
+        }
+        if self.keep_alive_interval.is_zero() || self.client_timeout <= self.keep_alive_interval {
+            return bad(format!(
+                "--client-timeout ({:?}) must be longer than --keep-alive-interval ({:?}), which must be non-zero; twice as long is usual",
+                self.client_timeout, self.keep_alive_interval
+            ));
+        }
+        if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return bad("--handshake-timeout and --connect-timeout must be non-zero".into());
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// Parses `250ms`, `15s`, `2m`, `1h`; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("'{s}' is not a duration: use a whole number with ms, s, m or h (e.g. 15s)")
+    })?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        other => Err(format!(
+            "unknown duration unit '{other}' in '{s}': use ms, s, m or h"
+        )),
+    }
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["switchboard"];
+        v.extend_from_slice(extra);
+        Args::parse_from(v)
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn defaults_apply_and_public_url_follows_listen() {
+        let c = Config::load(args(&[
+            "--access-key",
+            "0123456789abcdef0123",
+            "--listen",
+            "127.0.0.1:8081",
+        ]))
+        .unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:8081");
+        assert_eq!(c.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(c.allowed_origins, AllowedOrigins::Any);
+        assert_eq!(c.upstream_listen, DEFAULT_UPSTREAM_LISTEN.parse().unwrap());
+    }
+
+    #[test]
+    fn missing_key_says_what_to_set() {
+        let err = Config::load(args(&[])).unwrap_err().to_string();
+        assert!(err.contains("SWITCHBOARD_ACCESS_KEY"), "{err}");
+    }
+
+    #[test]
+    fn file_supplies_and_flags_override() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "access_keys = [\"0123456789abcdef0123\"]\nclient_timeout = \"40s\"\nmax_message_size = 4096\nallowed_origins = [\"https://a.example\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(args(&[
+            "--config",
+            dir.to_str().unwrap(),
+            "--max-message-size",
+            "2048",
+        ]))
+        .unwrap();
+        std::fs::remove_file(&dir).ok();
+        assert_eq!(c.client_timeout, Duration::from_secs(40));
+        assert_eq!(c.max_message_size, 2048);
+        assert!(c.allowed_origins.allows("https://A.example"));
+        assert!(!c.allowed_origins.allows("https://b.example"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("sb-config-bad-{}", std::process::id()));
+        std::fs::write(&dir, "acess_keys = [\"x\"]\n").unwrap();
+        let err = Config::load(args(&["--config", dir.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&dir).ok();
+        assert!(err.contains("acess_keys"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_timeouts_are_rejected() {
+        let err = Config::load(args(&[
+            "--access-key",
+            "0123456789abcdef0123",
+            "--keep-alive-interval",
+            "30s",
+            "--client-timeout",
+            "10s",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--client-timeout"), "{err}");
+    }
+}

@@ -1,0 +1,223 @@
+//! One client connection after its handshake, independent of transport.
+//!
+//! A transport feeds the bytes it reads into [`Session::receive`], writes
+//! what the connection's [`Outbox`](outbox::Outbox) yields, and runs the
+//! timers; the session decodes hub messages, forwards them to the app server
+//! serving the connection, and registers the connection with the router.
+
+pub mod close;
+pub mod handle;
+pub mod outbox;
+
+use std::sync::Arc;
+
+use switchboard_proto::{self as pb, proxy_message::Kind};
+
+use self::close::{Close, CloseReason};
+use self::handle::{Handle, Meta, Protocol};
+use crate::Shared;
+use crate::auth::Identity;
+use crate::ids::ConnectionId;
+use crate::protocol::{HubMessage, Invocation, Outcome, ProtocolError, json};
+use crate::upstream::connection_opened;
+
+/// Text appended to a failed invocation whose app server went away.
+const LINK_GONE: &str = "The app server handling this connection went away.";
+
+/// A connection that passed negotiate (or token checks) and is about to
+/// handshake.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: ConnectionId,
+    /// Lower-case hub name.
+    pub hub: String,
+    pub identity: Identity,
+    pub meta: Meta,
+}
+
+/// What the transport should do after [`Session::receive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The client sent a Close message: end without answering.
+    ClientClosed,
+}
+
+/// See the module docs.
+pub struct Session {
+    shared: Arc<Shared>,
+    pub handle: Arc<Handle>,
+    decoder: json::Decoder,
+}
+
+impl Session {
+    /// Registers the connection and assigns it to the least-loaded app server
+    /// serving its hub. Fails with the handshake error text when none does.
+    pub async fn open(
+        shared: Arc<Shared>,
+        accepted: Accepted,
+        protocol: Protocol,
+    ) -> Result<Session, String> {
+        let Accepted {
+            id,
+            hub,
+            identity,
+            mut meta,
+        } = accepted;
+        meta.claims = identity.claims;
+        let user = identity.user_id.map(Arc::from);
+        let handle = Arc::new(Handle::new(
+            id,
+            hub.into(),
+            user,
+            protocol,
+            shared.config.outbox_limit,
+            meta,
+        ));
+        loop {
+            let Some(link) = shared.links.pick(&handle.hub) else {
+                shared.router.remove(&handle);
+                return Err(format!(
+                    "No app server is connected for hub '{}'.",
+                    handle.hub
+                ));
+            };
+            link.add_load();
+            handle.set_link(Some(link.clone()));
+            // Registered before the app server hears of it, so on_connected can
+            // already address the connection.
+            shared.router.add(handle.clone());
+            if link.send(connection_opened(&handle, false)).await.is_ok() {
+                break;
+            }
+            link.remove_load();
+        }
+        let decoder = json::Decoder::new(shared.config.max_message_size);
+        Ok(Session {
+            shared,
+            handle,
+            decoder,
+        })
+    }
+
+    /// Decodes and handles every complete message in `data`.
+    pub async fn receive(&mut self, data: &[u8]) -> Result<Flow, Close> {
+        self.decoder
+            .push(data)
+            .map_err(|e| self.protocol_error(e))?;
+        loop {
+            match self.decoder.next_message() {
+                Ok(Some(message)) => {
+                    if self.dispatch(message).await == Flow::ClientClosed {
+                        return Ok(Flow::ClientClosed);
+                    }
+                }
+                Ok(None) => return Ok(Flow::Continue),
+                Err(e) => return Err(self.protocol_error(e)),
+            }
+        }
+    }
+
+    fn protocol_error(&self, e: ProtocolError) -> Close {
+        match e {
+            ProtocolError::MessageTooLarge { limit } => Close::new(
+                CloseReason::MessageTooLarge,
+                Some(format!(
+                    "Connection closed with an error. InvalidDataException: The maximum message size of {limit}B was exceeded."
+                )),
+                false,
+            ),
+            other => Close::new(
+                CloseReason::ProtocolError,
+                Some(format!(
+                    "Connection closed with an error. InvalidDataException: {other}"
+                )),
+                false,
+            ),
+        }
+    }
+
+    async fn dispatch(&mut self, message: HubMessage) -> Flow {
+        let connection = self.handle.id.to_string();
+        let kind = match message {
+            HubMessage::Invocation(inv) => return self.invoke(inv, false).await,
+            HubMessage::StreamInvocation(inv) => return self.invoke(inv, true).await,
+            HubMessage::StreamItem {
+                invocation_id,
+                item,
+            } => Kind::ClientStreamItem(pb::ClientStreamItem {
+                connection,
+                stream_id: invocation_id,
+                item: Some(pb::Payload::json(item)),
+            }),
+            HubMessage::Completion {
+                invocation_id,
+                outcome,
+            } => {
+                let error = match outcome {
+                    Outcome::Error(e) => e,
+                    Outcome::Void | Outcome::Value(_) => String::new(),
+                };
+                Kind::ClientStreamCompletion(pb::ClientStreamCompletion {
+                    connection,
+                    stream_id: invocation_id,
+                    error,
+                })
+            }
+            HubMessage::CancelInvocation { invocation_id } => {
+                Kind::CancelInvocation(pb::CancelInvocation {
+                    connection,
+                    invocation_id,
+                })
+            }
+            HubMessage::Close { .. } => return Flow::ClientClosed,
+            // Pings only keep the connection alive; Ack and Sequence belong to
+            // stateful reconnect, which this connection did not negotiate.
+            HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {
+                return Flow::Continue;
+            }
+        };
+        if let Some(link) = self.handle.link() {
+            let _ = link.send(kind).await;
+        }
+        Flow::Continue
+    }
+
+    async fn invoke(&mut self, inv: Invocation, streaming: bool) -> Flow {
+        let id = inv.invocation_id.as_deref();
+        let link = self.handle.begin_invocation(id, &inv.target);
+        let message = Kind::ClientInvocation(pb::ClientInvocation {
+            connection: self.handle.id.to_string(),
+            hub: self.handle.hub.to_string(),
+            invocation_id: inv.invocation_id.clone().unwrap_or_default(),
+            target: inv.target,
+            arguments: Some(pb::Payload::json(inv.arguments)),
+            stream_ids: inv.stream_ids,
+            streaming,
+        });
+        let sent = match link {
+            Some(link) => link.send(message).await.is_ok(),
+            None => false,
+        };
+        if !sent && let Some(id) = id {
+            self.handle.fail_invocation(id, LINK_GONE);
+        }
+        Flow::Continue
+    }
+
+    /// Unregisters the connection and tells its app server why it ended.
+    pub async fn finish(self, close: &Close) {
+        self.shared.router.remove(&self.handle);
+        if let Some(link) = self.handle.set_link(None) {
+            link.remove_load();
+            let closed = Kind::ConnectionClosed(pb::ConnectionClosed {
+                connection: self.handle.id.to_string(),
+                hub: self.handle.hub.to_string(),
+                reason: close.reason.as_str().to_owned(),
+                error: close.error.clone().unwrap_or_default(),
+            });
+            let _ = link.send(closed).await;
+        }
+        tracing::debug!(connection = %self.handle.id, hub = %self.handle.hub, reason = %close.reason, "connection closed");
+    }
+}

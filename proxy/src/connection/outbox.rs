@@ -1,0 +1,223 @@
+//! The bounded outbound queue of one connection.
+//!
+//! Producers (fan-out, invocation results, the connection itself) push
+//! already-encoded frames; the connection's writer drains everything queued
+//! in one go. The bound is in bytes. A push that would exceed it clears the
+//! queue and marks the connection for closing as a slow consumer: the
+//! producer never waits and memory never grows past the bound.
+
+use std::collections::VecDeque;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::close::{Close, CloseReason};
+
+/// One encoded message, ready for the wire. Cloning shares the bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// Text-protocol frame (JSON), already checked to be UTF-8.
+    Text(Utf8Bytes),
+    /// Binary-protocol frame (MessagePack).
+    Binary(Bytes),
+}
+
+impl Frame {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A text frame from bytes the codec produced. Checks UTF-8 once; clone the
+    /// result to share it between recipients.
+    pub fn text(bytes: Bytes) -> Self {
+        match Utf8Bytes::try_from(bytes.clone()) {
+            Ok(t) => Self::Text(t),
+            // The JSON encoders only write UTF-8; anything else is a bug, but a
+            // binary frame is still a better outcome than a panic.
+            Err(_) => Self::Binary(bytes),
+        }
+    }
+}
+
+/// Returned by [`Outbox::push`] when the bound was reached and the connection
+/// is now closing as a slow consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("outbox full: connection closed as a slow consumer")]
+pub struct Full;
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    close: Option<Close>,
+}
+
+/// See the module docs.
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer when there is something to drain.
+    notify: Notify,
+    /// Wakes a writer stuck writing to a client that stopped reading.
+    abort: Notify,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            abort: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Queues a frame. Frames pushed after a close was requested are dropped.
+    pub fn push(&self, frame: Frame) -> Result<(), Full> {
+        let mut s = self.state.lock();
+        if s.close.is_some() {
+            return Ok(());
+        }
+        if s.bytes + frame.len() > self.limit {
+            s.frames = VecDeque::new();
+            s.bytes = 0;
+            s.close = Some(Close::new(
+                CloseReason::SlowConsumer,
+                Some("Connection closed with an error. slow consumer".into()),
+                true,
+            ));
+            drop(s);
+            self.notify.notify_one();
+            self.abort.notify_one();
+            return Err(Full);
+        }
+        s.bytes += frame.len();
+        s.frames.push_back(frame);
+        drop(s);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Asks the writer to close the connection after the frames already
+    /// queued. The first request wins.
+    pub fn close(&self, close: Close) {
+        let mut s = self.state.lock();
+        if s.close.is_none() {
+            s.close = Some(close);
+        }
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Whether a close was requested.
+    pub fn is_closing(&self) -> bool {
+        self.state.lock().close.is_some()
+    }
+
+    /// The pending close request, if any.
+    pub fn close_request(&self) -> Option<Close> {
+        self.state.lock().close.clone()
+    }
+
+    /// Waits until there is something to drain. Only the connection's writer
+    /// calls this.
+    pub async fn ready(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Resolves once the connection overflowed its bound. The writer races
+    /// its socket writes against this so a client that stopped reading cannot
+    /// hold the connection open.
+    pub async fn aborted(&self) {
+        self.abort.notified().await;
+    }
+
+    /// Moves every queued frame into `out` and returns the pending close
+    /// request, if any (to act on after writing `out`).
+    pub fn drain(&self, out: &mut Vec<Frame>) -> Option<Close> {
+        let mut s = self.state.lock();
+        out.extend(s.frames.drain(..));
+        s.bytes = 0;
+        if s.frames.capacity() > 64 {
+            // Give back memory a burst left behind; idle connections stay small.
+            s.frames = VecDeque::new();
+        }
+        s.close.clone()
+    }
+
+    /// Bytes currently queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Frame {
+        Frame::text(Bytes::from(vec![b'x'; n]))
+    }
+
+    #[test]
+    fn drains_everything_in_order() {
+        let o = Outbox::new(100);
+        o.push(frame(10)).unwrap();
+        o.push(frame(20)).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(o.drain(&mut out), None);
+        assert_eq!(out.iter().map(Frame::len).collect::<Vec<_>>(), vec![10, 20]);
+        assert_eq!(o.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn overflow_clears_queue_and_closes_as_slow_consumer() {
+        let o = Outbox::new(100);
+        o.push(frame(60)).unwrap();
+        assert_eq!(o.push(frame(60)), Err(Full));
+        assert_eq!(o.queued_bytes(), 0);
+        // Later pushes are dropped without error: the connection is closing.
+        assert_eq!(o.push(frame(1)), Ok(()));
+        let mut out = Vec::new();
+        let close = o.drain(&mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(close.reason, CloseReason::SlowConsumer);
+        assert!(close.allow_reconnect);
+    }
+
+    #[test]
+    fn first_close_wins_and_queued_frames_are_still_drained() {
+        let o = Outbox::new(100);
+        o.push(frame(5)).unwrap();
+        o.close(Close::new(CloseReason::ClosedByServer, None, false));
+        o.close(Close::new(CloseReason::Shutdown, None, true));
+        let mut out = Vec::new();
+        let close = o.drain(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(close.reason, CloseReason::ClosedByServer);
+    }
+
+    #[tokio::test]
+    async fn push_wakes_the_writer() {
+        let o = std::sync::Arc::new(Outbox::new(100));
+        let o2 = o.clone();
+        let waiter = tokio::spawn(async move {
+            o2.ready().await;
+            let mut out = Vec::new();
+            o2.drain(&mut out);
+            out.len()
+        });
+        tokio::task::yield_now().await;
+        o.push(frame(3)).unwrap();
+        assert_eq!(waiter.await.unwrap(), 1);
+    }
+}

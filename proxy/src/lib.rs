@@ -1,0 +1,156 @@
+//! Switchboard: an edge connection proxy for SignalR clients.
+//!
+//! The data path, one module per stage:
+//! [`transport`] (negotiate, WebSockets) → [`connection`] (handshake,
+//! keep-alive, timeouts, outbox) → [`protocol`] (hub protocol codecs) →
+//! [`router`] (connections, groups, users, fan-out) → [`upstream`] (gRPC links
+//! to app servers). [`bus`] is the seam where sends leave one node.
+//!
+//! [`start`] runs a proxy in-process (tests bind port 0); the `switchboard`
+//! binary is a thin wrapper around it.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod connection;
+pub mod ids;
+pub mod protocol;
+pub mod router;
+pub mod transport;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::AccessKeys;
+use crate::bus::{Bus, LocalBus};
+use crate::config::Config;
+use crate::connection::close::{Close, CloseReason};
+use crate::router::Router;
+use crate::transport::negotiate::Negotiated;
+use crate::upstream::registry::Links;
+
+/// State shared by every part of a running proxy.
+pub struct Shared {
+    pub config: Config,
+    pub keys: AccessKeys,
+    pub router: Arc<Router>,
+    pub links: Links,
+    pub bus: Box<dyn Bus>,
+    pub negotiated: Negotiated,
+    /// Random id of this node, reported to app servers.
+    pub node_id: String,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Arc<Self> {
+        let router = Arc::new(Router::new());
+        Arc::new(Self {
+            keys: AccessKeys::new(&config.access_keys),
+            bus: Box::new(LocalBus::new(router.clone())),
+            router,
+            links: Links::default(),
+            negotiated: Negotiated::default(),
+            node_id: ids::random_id()[..8].to_owned(),
+            draining: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    /// True once shutdown began: readiness is false and negotiates are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// A proxy running in this process.
+pub struct Running {
+    pub client_addr: SocketAddr,
+    pub upstream_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Errors starting a proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Binds the three ports and starts serving.
+pub async fn start(mut config: Config) -> Result<Running, StartError> {
+    let client = bind("client port", config.listen).await?;
+    let upstream = bind("upstream port", config.upstream_listen).await?;
+    let admin = bind("admin port", config.admin_listen).await?;
+    let client_addr = client.local_addr().expect("bound socket has an address");
+    let upstream_addr = upstream.local_addr().expect("bound socket has an address");
+    let admin_addr = admin.local_addr().expect("bound socket has an address");
+    if config.public_url.is_empty() || config.public_url.ends_with(":0") {
+        config.public_url = format!("http://{client_addr}");
+    }
+    tracing::info!(%client_addr, %upstream_addr, %admin_addr, public_url = %config.public_url, "switchboard listening");
+
+    let shared = Shared::new(config);
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(transport::serve(client, shared.clone(), stopped.clone()));
+    tasks.spawn(upstream::serve(upstream, shared.clone(), stopped.clone()));
+    tasks.spawn(admin::serve(admin, shared.clone(), stopped.clone()));
+    tasks.spawn(transport::negotiate::sweep(shared.clone(), stopped));
+    Ok(Running {
+        client_addr,
+        upstream_addr,
+        admin_addr,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Graceful stop: readiness goes false, new negotiates are refused, every
+    /// client gets `Close{allowReconnect: true}`, then links and listeners
+    /// close. Waits at most the configured shutdown timeout for clients.
+    pub async fn shutdown(mut self) {
+        self.shared.draining.store(true, Ordering::Relaxed);
+        for handle in self.shared.router.all_connections() {
+            handle
+                .outbox
+                .close(Close::new(CloseReason::Shutdown, None, true));
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.config.shutdown_timeout;
+        while self.shared.router.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.stop.send(true);
+        let grace = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.tasks.join_next().await.is_some() {}
+        });
+        if grace.await.is_err() {
+            self.tasks.abort_all();
+        }
+    }
+}

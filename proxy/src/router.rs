@@ -1,0 +1,473 @@
+//! Who is connected, in which groups, as which user — and fan-out to them.
+//!
+//! The router knows connections only by their [`Handle`]: it never touches a
+//! socket. A send is encoded once per wire protocol before the router is
+//! called; the router clones the shared frame into each target's outbox.
+
+use std::sync::Arc;
+
+use hashbrown::{HashMap, HashSet};
+use parking_lot::RwLock;
+
+use crate::connection::handle::{Handle, Protocol};
+use crate::connection::outbox::Frame;
+use crate::ids::ConnectionId;
+
+/// Who a send reaches, within one hub.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    All,
+    Connection(&'a str),
+    Connections(&'a [String]),
+    Group(&'a str),
+    Groups(&'a [String]),
+    User(&'a str),
+    Users(&'a [String]),
+}
+
+/// One message, encoded once for each protocol present among its targets.
+pub struct Encoded<'a> {
+    /// Produces the frame for a protocol; called at most once per protocol.
+    encode: &'a dyn Fn(Protocol) -> Frame,
+    json: Option<Frame>,
+}
+
+impl<'a> Encoded<'a> {
+    pub fn new(encode: &'a dyn Fn(Protocol) -> Frame) -> Self {
+        Self { encode, json: None }
+    }
+
+    fn frame(&mut self, protocol: Protocol) -> Frame {
+        match protocol {
+            Protocol::Json => self
+                .json
+                .get_or_insert_with(|| (self.encode)(Protocol::Json))
+                .clone(),
+        }
+    }
+}
+
+/// What a send did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Frames queued.
+    pub delivered: usize,
+    /// Targets whose outbox was full; they are being closed as slow consumers.
+    pub overflowed: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("connection '{0}' is not connected to this hub")]
+pub struct NotFound(pub String);
+
+struct Member {
+    handle: Arc<Handle>,
+    groups: Vec<Arc<str>>,
+}
+
+#[derive(Default)]
+struct Hub {
+    members: HashMap<ConnectionId, Member>,
+    groups: HashMap<Arc<str>, HashSet<ConnectionId>>,
+    users: HashMap<Arc<str>, HashSet<ConnectionId>>,
+}
+
+#[derive(Default)]
+struct Tables {
+    hubs: HashMap<Arc<str>, Hub>,
+    by_id: HashMap<ConnectionId, Arc<Handle>>,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct Router {
+    tables: RwLock<Tables>,
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a connection that finished its handshake.
+    pub fn add(&self, handle: Arc<Handle>) {
+        let mut t = self.tables.write();
+        let hub = t.hubs.entry(handle.hub.clone()).or_default();
+        if let Some(user) = &handle.user {
+            hub.users
+                .entry(user.clone())
+                .or_default()
+                .insert(handle.id.clone());
+        }
+        hub.members.insert(
+            handle.id.clone(),
+            Member {
+                handle: handle.clone(),
+                groups: Vec::new(),
+            },
+        );
+        t.by_id.insert(handle.id.clone(), handle);
+    }
+
+    /// Forgets a connection and its group memberships.
+    pub fn remove(&self, handle: &Handle) {
+        let mut t = self.tables.write();
+        t.by_id.remove(&handle.id);
+        let Some(hub) = t.hubs.get_mut(&handle.hub) else {
+            return;
+        };
+        let Some(member) = hub.members.remove(&handle.id) else {
+            return;
+        };
+        for g in &member.groups {
+            remove_from(&mut hub.groups, g, &handle.id);
+        }
+        if let Some(user) = &handle.user {
+            remove_from(&mut hub.users, user, &handle.id);
+        }
+        if hub.members.is_empty() {
+            t.hubs.remove(&handle.hub);
+        }
+    }
+
+    /// A connection by id, in any hub.
+    pub fn get(&self, id: &str) -> Option<Arc<Handle>> {
+        self.tables.read().by_id.get(id).cloned()
+    }
+
+    /// Every connection of a hub.
+    pub fn hub_connections(&self, hub: &str) -> Vec<Arc<Handle>> {
+        let t = self.tables.read();
+        t.hubs
+            .get(hub)
+            .map(|h| h.members.values().map(|m| m.handle.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every connection.
+    pub fn all_connections(&self) -> Vec<Arc<Handle>> {
+        self.tables.read().by_id.values().cloned().collect()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.tables.read().by_id.len()
+    }
+
+    /// Adds a connection to a group. Idempotent.
+    pub fn group_add(&self, hub: &str, group: &str, id: &str) -> Result<(), NotFound> {
+        let mut t = self.tables.write();
+        let hub = t.hubs.get_mut(hub).ok_or_else(|| NotFound(id.to_owned()))?;
+        let (key, member) = hub
+            .members
+            .get_key_value_mut(id)
+            .ok_or_else(|| NotFound(id.to_owned()))?;
+        if member.groups.iter().any(|g| &**g == group) {
+            return Ok(());
+        }
+        let name: Arc<str> = match hub.groups.get_key_value(group) {
+            Some((name, _)) => name.clone(), // share one allocation per group name
+            None => group.into(),
+        };
+        member.groups.push(name.clone());
+        hub.groups.entry(name).or_default().insert(key.clone());
+        Ok(())
+    }
+
+    /// Removes a connection from a group. Idempotent.
+    pub fn group_remove(&self, hub: &str, group: &str, id: &str) -> Result<(), NotFound> {
+        let mut t = self.tables.write();
+        let hub = t.hubs.get_mut(hub).ok_or_else(|| NotFound(id.to_owned()))?;
+        let member = hub
+            .members
+            .get_mut(id)
+            .ok_or_else(|| NotFound(id.to_owned()))?;
+        member.groups.retain(|g| &**g != group);
+        let id = ConnectionId::from(id);
+        remove_from(&mut hub.groups, group, &id);
+        Ok(())
+    }
+
+    /// Adds or removes every current connection of a user; returns how many.
+    pub fn group_change_user(&self, hub: &str, group: &str, user: &str, add: bool) -> usize {
+        let ids: Vec<ConnectionId> = {
+            let t = self.tables.read();
+            let ids = t.hubs.get(hub).and_then(|h| h.users.get(user));
+            ids.map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        };
+        ids.iter()
+            .filter(|id| {
+                if add {
+                    self.group_add(hub, group, id.as_str())
+                } else {
+                    self.group_remove(hub, group, id.as_str())
+                }
+                .is_ok()
+            })
+            .count()
+    }
+
+    pub fn has_connection(&self, hub: &str, id: &str) -> bool {
+        self.tables
+            .read()
+            .hubs
+            .get(hub)
+            .is_some_and(|h| h.members.contains_key(id))
+    }
+
+    pub fn has_group(&self, hub: &str, group: &str) -> bool {
+        self.tables
+            .read()
+            .hubs
+            .get(hub)
+            .is_some_and(|h| h.groups.contains_key(group))
+    }
+
+    pub fn has_user(&self, hub: &str, user: &str) -> bool {
+        self.tables
+            .read()
+            .hubs
+            .get(hub)
+            .is_some_and(|h| h.users.contains_key(user))
+    }
+
+    /// Queues `message` for every connection of `audience` in `hub` except
+    /// `excluded`. Never waits: a full outbox closes that connection only.
+    pub fn send(
+        &self,
+        hub: &str,
+        audience: Audience<'_>,
+        excluded: &[String],
+        message: &mut Encoded<'_>,
+    ) -> Delivery {
+        let t = self.tables.read();
+        let Some(hub) = t.hubs.get(hub) else {
+            return Delivery::default();
+        };
+        let excluded = Exclusions::new(excluded);
+        let mut delivery = Delivery::default();
+        let mut deliver = |handle: &Handle| {
+            if excluded.contains(handle.id.as_str()) {
+                return;
+            }
+            match handle.outbox.push(message.frame(handle.protocol)) {
+                Ok(()) => delivery.delivered += 1,
+                Err(_) => delivery.overflowed += 1,
+            }
+        };
+        let member = |id: &str| hub.members.get(id).map(|m| &*m.handle);
+        match audience {
+            Audience::All => hub.members.values().for_each(|m| deliver(&m.handle)),
+            Audience::Connection(id) => member(id).into_iter().for_each(&mut deliver),
+            Audience::Connections(ids) => {
+                let mut seen = HashSet::with_capacity(ids.len());
+                ids.iter()
+                    .filter(|id| seen.insert(id.as_str()))
+                    .filter_map(|id| member(id))
+                    .for_each(&mut deliver)
+            }
+            Audience::Group(g) => {
+                each_in(&hub.groups, std::slice::from_ref(&g), &member, &mut deliver)
+            }
+            Audience::Groups(gs) => each_in(&hub.groups, gs, &member, &mut deliver),
+            Audience::User(u) => {
+                each_in(&hub.users, std::slice::from_ref(&u), &member, &mut deliver)
+            }
+            Audience::Users(us) => each_in(&hub.users, us, &member, &mut deliver),
+        }
+        delivery
+    }
+}
+
+/// Delivers once to each connection in any of the named sets.
+fn each_in<'h, S: AsRef<str>>(
+    sets: &'h HashMap<Arc<str>, HashSet<ConnectionId>>,
+    names: &[S],
+    member: &impl Fn(&str) -> Option<&'h Handle>,
+    deliver: &mut impl FnMut(&Handle),
+) {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for set in names.iter().filter_map(|n| sets.get(n.as_ref())) {
+        for id in set {
+            if names.len() > 1 && !seen.insert(id.as_str()) {
+                continue;
+            }
+            if let Some(h) = member(id.as_str()) {
+                deliver(h);
+            }
+        }
+    }
+}
+
+fn remove_from(sets: &mut HashMap<Arc<str>, HashSet<ConnectionId>>, name: &str, id: &ConnectionId) {
+    if let Some(set) = sets.get_mut(name) {
+        set.remove(id);
+        if set.is_empty() {
+            sets.remove(name);
+        }
+    }
+}
+
+/// Excluded ids: a linear scan for the usual handful, a set for long lists.
+enum Exclusions<'a> {
+    Few(&'a [String]),
+    Many(HashSet<&'a str>),
+}
+
+impl<'a> Exclusions<'a> {
+    fn new(ids: &'a [String]) -> Self {
+        if ids.len() <= 8 {
+            Self::Few(ids)
+        } else {
+            Self::Many(ids.iter().map(String::as_str).collect())
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        match self {
+            Self::Few(ids) => ids.iter().any(|e| e == id),
+            Self::Many(set) => set.contains(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn conn(router: &Router, hub: &str, user: Option<&str>) -> Arc<Handle> {
+        let h = Arc::new(Handle::new(
+            ConnectionId::random(),
+            hub.into(),
+            user.map(Into::into),
+            Protocol::Json,
+            1 << 20,
+            Default::default(),
+        ));
+        router.add(h.clone());
+        h
+    }
+
+    fn received(h: &Handle) -> usize {
+        let mut out = Vec::new();
+        h.outbox.drain(&mut out);
+        out.len()
+    }
+
+    fn send(r: &Router, hub: &str, a: Audience<'_>, excluded: &[String]) -> Delivery {
+        let encode = |_: Protocol| Frame::text(Bytes::from_static(b"{}"));
+        r.send(hub, a, excluded, &mut Encoded::new(&encode))
+    }
+
+    #[test]
+    fn audiences_reach_exactly_their_targets() {
+        let r = Router::new();
+        let a = conn(&r, "chat", Some("u1"));
+        let b = conn(&r, "chat", Some("u1"));
+        let c = conn(&r, "chat", Some("u2"));
+        let other_hub = conn(&r, "news", None);
+        r.group_add("chat", "g", a.id.as_str()).unwrap();
+        r.group_add("chat", "g", c.id.as_str()).unwrap();
+        r.group_add("chat", "h", c.id.as_str()).unwrap();
+
+        assert_eq!(send(&r, "chat", Audience::All, &[]).delivered, 3);
+        assert_eq!(
+            (
+                received(&a),
+                received(&b),
+                received(&c),
+                received(&other_hub)
+            ),
+            (1, 1, 1, 0)
+        );
+
+        send(&r, "chat", Audience::User("u1"), &[a.id.to_string()]);
+        assert_eq!((received(&a), received(&b), received(&c)), (0, 1, 0));
+
+        let gs = vec!["g".to_owned(), "h".to_owned()];
+        assert_eq!(
+            send(&r, "chat", Audience::Groups(&gs), &[]).delivered,
+            2,
+            "c is in both groups but gets one copy"
+        );
+        assert_eq!((received(&a), received(&b), received(&c)), (1, 0, 1));
+
+        let ids = vec![b.id.to_string(), b.id.to_string(), "nope".into()];
+        assert_eq!(
+            send(&r, "chat", Audience::Connections(&ids), &[]).delivered,
+            1
+        );
+        assert_eq!(
+            send(&r, "news", Audience::Connection(a.id.as_str()), &[]).delivered,
+            0,
+            "hubs are separate"
+        );
+    }
+
+    #[test]
+    fn remove_cleans_groups_and_users() {
+        let r = Router::new();
+        let a = conn(&r, "chat", Some("u1"));
+        r.group_add("chat", "g", a.id.as_str()).unwrap();
+        assert!(r.has_group("chat", "g") && r.has_user("chat", "u1"));
+        r.remove(&a);
+        assert!(!r.has_group("chat", "g") && !r.has_user("chat", "u1"));
+        assert!(r.get(a.id.as_str()).is_none());
+        assert_eq!(
+            r.group_add("chat", "g", a.id.as_str()),
+            Err(NotFound(a.id.to_string()))
+        );
+    }
+
+    #[test]
+    fn user_group_changes_cover_every_connection_of_the_user() {
+        let r = Router::new();
+        let a = conn(&r, "chat", Some("u1"));
+        let b = conn(&r, "chat", Some("u1"));
+        assert_eq!(r.group_change_user("chat", "g", "u1", true), 2);
+        assert_eq!(send(&r, "chat", Audience::Group("g"), &[]).delivered, 2);
+        assert_eq!(r.group_change_user("chat", "g", "u1", false), 2);
+        assert_eq!(send(&r, "chat", Audience::Group("g"), &[]).delivered, 0);
+        drop((a, b));
+    }
+
+    #[test]
+    fn encodes_once_for_many_recipients() {
+        let r = Router::new();
+        for _ in 0..50 {
+            conn(&r, "chat", None);
+        }
+        let calls = std::cell::Cell::new(0);
+        let encode = |_: Protocol| {
+            calls.set(calls.get() + 1);
+            Frame::text(Bytes::from_static(b"{}"))
+        };
+        assert_eq!(
+            r.send("chat", Audience::All, &[], &mut Encoded::new(&encode))
+                .delivered,
+            50
+        );
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[test]
+    fn a_full_outbox_only_affects_its_owner() {
+        let r = Router::new();
+        let small = Arc::new(Handle::new(
+            ConnectionId::random(),
+            "chat".into(),
+            None,
+            Protocol::Json,
+            3,
+            Default::default(),
+        ));
+        r.add(small.clone());
+        let big = conn(&r, "chat", None);
+        let d = send(&r, "chat", Audience::All, &[]);
+        assert_eq!(d.delivered, 2);
+        let d = send(&r, "chat", Audience::All, &[]);
+        assert_eq!((d.delivered, d.overflowed), (1, 1));
+        assert!(small.outbox.is_closing());
+        assert_eq!(received(&big), 2);
+    }
+}

@@ -1,0 +1,189 @@
+//! What the proxy does with each message an app server sends.
+
+use std::sync::Arc;
+
+use switchboard_proto::{self as pb, ack::Status, proxy_message::Kind, server_message::Kind as In};
+
+use super::Link;
+use crate::Shared;
+use crate::connection::close::{Close, CloseReason};
+use crate::protocol::json;
+
+/// Handles one app-server message. Requests that carry an ack id are
+/// answered on `link`.
+pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessage) {
+    let Some(kind) = message.kind else { return };
+    let (ack_id, result) = match kind {
+        In::Send(send) => {
+            let result = shared
+                .bus
+                .publish(&send)
+                .map(|_| ())
+                .map_err(|e| (Status::Error, e.to_string()));
+            if let Err((_, e)) = &result {
+                tracing::warn!(link = link.id, error = %e, "app server send refused");
+            }
+            (send.ack_id, result)
+        }
+        In::GroupChange(change) => (change.ack_id, group_change(shared, &change)),
+        In::CloseConnection(close) => {
+            let result = match shared.router.get(&close.connection) {
+                Some(handle) => {
+                    let error = (!close.reason.is_empty()).then(|| close.reason.clone());
+                    handle.outbox.close(Close::new(
+                        CloseReason::ClosedByServer,
+                        error,
+                        close.allow_reconnect,
+                    ));
+                    Ok(())
+                }
+                None => Err(not_found(&close.connection)),
+            };
+            (close.ack_id, result)
+        }
+        In::InvocationResult(result) => {
+            invocation_result(shared, result);
+            return;
+        }
+        In::StreamItem(item) => {
+            stream_item(shared, item);
+            return;
+        }
+        In::InvokeClient(invoke) => {
+            let outcome = pb::client_result::Outcome::Error(
+                "Client results are not supported by this version of Switchboard.".into(),
+            );
+            let reply = Kind::ClientResult(pb::ClientResult {
+                request_id: invoke.request_id,
+                outcome: Some(outcome),
+            });
+            let _ = link.send(reply).await;
+            return;
+        }
+        In::Query(query) => (query.ack_id, query_result(shared, &query)),
+        In::Hello(_) => {
+            tracing::warn!(link = link.id, "ignoring a second Hello on a link");
+            return;
+        }
+        In::Ping(_) => return,
+    };
+    if ack_id != 0 {
+        let (status, message) = match result {
+            Ok(()) => (Status::Ok, String::new()),
+            Err((status, message)) => (status, message),
+        };
+        let ack = Kind::Ack(pb::Ack {
+            ack_id,
+            status: status as i32,
+            message,
+        });
+        let _ = link.send(ack).await;
+    }
+}
+
+type Outcome = Result<(), (Status, String)>;
+
+fn not_found(connection: &str) -> (Status, String) {
+    (
+        Status::NotFound,
+        format!("connection '{connection}' is not connected"),
+    )
+}
+
+fn group_change(shared: &Shared, change: &pb::GroupChange) -> Outcome {
+    use pb::group_change::{Action, Member};
+    let hub = change.hub.to_ascii_lowercase();
+    let add = match Action::try_from(change.action) {
+        Ok(Action::Add) => true,
+        Ok(Action::Remove) => false,
+        _ => {
+            return Err((
+                Status::Error,
+                "group change needs an action (ADD or REMOVE)".into(),
+            ));
+        }
+    };
+    if change.group.is_empty() {
+        return Err((Status::Error, "group name must not be empty".into()));
+    }
+    match &change.member {
+        Some(Member::Connection(id)) => {
+            let r = if add {
+                shared.router.group_add(&hub, &change.group, id)
+            } else {
+                shared.router.group_remove(&hub, &change.group, id)
+            };
+            r.map_err(|e| (Status::NotFound, e.to_string()))
+        }
+        Some(Member::User(user)) => {
+            shared
+                .router
+                .group_change_user(&hub, &change.group, user, add);
+            Ok(())
+        }
+        None => Err((
+            Status::Error,
+            "group change needs a connection or a user".into(),
+        )),
+    }
+}
+
+fn query_result(shared: &Shared, query: &pb::Query) -> Outcome {
+    use pb::query::Subject;
+    let hub = query.hub.to_ascii_lowercase();
+    let (exists, what) = match &query.subject {
+        Some(Subject::Connection(c)) => (shared.router.has_connection(&hub, c), "connection"),
+        Some(Subject::Group(g)) => (shared.router.has_group(&hub, g), "group"),
+        Some(Subject::User(u)) => (shared.router.has_user(&hub, u), "user"),
+        None => {
+            return Err((
+                Status::Error,
+                "query needs a connection, group or user".into(),
+            ));
+        }
+    };
+    if exists {
+        Ok(())
+    } else {
+        Err((Status::NotFound, format!("no such {what} in hub '{hub}'")))
+    }
+}
+
+fn invocation_result(shared: &Shared, result: pb::InvocationResult) {
+    use pb::invocation_result::Outcome;
+    let Some(handle) = shared.router.get(&result.connection) else {
+        return;
+    };
+    // Only answer invocations the client is waiting for, once.
+    if !handle.finish_invocation(&result.invocation_id) {
+        return;
+    }
+    let id = result.invocation_id.as_str();
+    let frame = handle.encode(|| match &result.outcome {
+        Some(Outcome::Value(v)) if v.encoding == pb::Encoding::Json as i32 => json::completion_value(id, &v.data),
+        Some(Outcome::Value(_)) => json::completion_error(
+            id,
+            "An unexpected error occurred invoking the method on the server. The app server sent a result in an unsupported encoding.",
+        ),
+        Some(Outcome::Error(e)) => json::completion_error(id, e),
+        Some(Outcome::Void(_)) | None => json::completion_void(id),
+    });
+    let _ = handle.outbox.push(frame);
+}
+
+fn stream_item(shared: &Shared, item: pb::StreamItem) {
+    let Some(handle) = shared.router.get(&item.connection) else {
+        return;
+    };
+    let Some(payload) = item
+        .item
+        .filter(|p| p.encoding == pb::Encoding::Json as i32)
+    else {
+        return;
+    };
+    if handle.is_pending(&item.invocation_id) {
+        let _ = handle
+            .outbox
+            .push(handle.encode(|| json::stream_item(&item.invocation_id, &payload.data)));
+    }
+}
