@@ -32,8 +32,7 @@ fn token(aud: &str, extra: Value) -> String {
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    let mut header = Header::default();
-    header.kid = Some(auth::key_id(KEY));
+    let header = Header { kid: Some(auth::key_id(KEY)), ..Default::default() };
     encode(&header, &claims, &EncodingKey::from_secret(KEY.as_bytes())).unwrap()
 }
 
