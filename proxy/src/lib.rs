@@ -132,8 +132,8 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
 
 impl Running {
     /// Graceful stop: readiness goes false, new negotiates are refused, every
-    /// client gets `Close{allowReconnect: true}`, then links and listeners
-    /// close. Waits at most the configured shutdown timeout for clients.
+    /// client gets `Close{allowReconnect: true}`, then app-server links and
+    /// listeners close. Waits at most the configured shutdown timeout for clients.
     pub async fn shutdown(mut self) {
         self.shared.draining.store(true, Ordering::Relaxed);
         for handle in self.shared.router.all_connections() {
@@ -145,6 +145,7 @@ impl Running {
         while self.shared.router.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        upstream::close_all(&self.shared);
         let _ = self.stop.send(true);
         let grace = tokio::time::timeout(Duration::from_secs(2), async {
             while self.tasks.join_next().await.is_some() {}

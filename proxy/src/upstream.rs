@@ -290,6 +290,14 @@ async fn teardown(shared: &Shared, link: &Arc<Link>) {
     }
 }
 
+/// Ends every link (at shutdown, after clients were closed): each app
+/// server sees its stream end.
+pub fn close_all(shared: &Shared) {
+    for link in shared.links.all() {
+        link.kill();
+    }
+}
+
 /// Serves `Upstream.Link` until `stopped` turns true.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
