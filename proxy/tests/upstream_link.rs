@@ -32,7 +32,10 @@ fn token(aud: &str, extra: Value) -> String {
         .as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    let header = Header { kid: Some(auth::key_id(KEY)), ..Default::default() };
+    let header = Header {
+        kid: Some(auth::key_id(KEY)),
+        ..Default::default()
+    };
     encode(&header, &claims, &EncodingKey::from_secret(KEY.as_bytes())).unwrap()
 }
 
@@ -483,4 +486,31 @@ async fn slow_consumer_is_closed_without_holding_back_others() {
         "{close}"
     );
     p.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_to_reconnect_and_ends_links() {
+    let p = proxy(|_| {}).await;
+    let mut app = AppServer::linked(&p, &["chat"]).await;
+    let mut c = Client::connect(&p, "chat", "dave").await;
+    opened(app.next().await);
+    let shared = p.shared.clone();
+    let stopping = tokio::spawn(p.shutdown());
+    let close = c.next().await;
+    assert_eq!(
+        (close["type"].as_i64(), close["allowReconnect"].as_bool()),
+        (Some(7), Some(true)),
+        "{close}"
+    );
+    assert!(shared.is_draining());
+    let Down::ConnectionClosed(closed) = app.next().await else {
+        panic!("expected ConnectionClosed")
+    };
+    assert_eq!(closed.reason, "shutdown");
+    // Then the link itself ends.
+    let end = tokio::time::timeout(STEP, app.rx.message())
+        .await
+        .expect("link should end");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    stopping.await.unwrap();
 }
