@@ -1,0 +1,259 @@
+//! `testhub`: the conformance app server used by Switchboard's end-to-end
+//! tests. It serves hub `testhub` with one method per behaviour under test,
+//! plus HTTP routes to negotiate, mint tokens, read the connect/disconnect
+//! log and check readiness.
+//!
+//! ```text
+//! SWITCHBOARD_CONNECTION_STRING='Endpoint=http://127.0.0.1:8080;AccessKey=...' \
+//!     testhub --listen 127.0.0.1:5001 [--server-id a]
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Parser;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use switchboard_sdk::{
+    ConnectionString, Context, Disconnect, Hub, HubError, NegotiateOptions, NegotiateRequest,
+    Server,
+};
+
+const HUB: &str = "testhub";
+
+/// The test hub app server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address for the HTTP routes (negotiate, token, events, health).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Name announced to the proxy and returned by `GetServerId`.
+    #[arg(long, default_value = "testhub")]
+    server_id: String,
+    /// The proxy's connection string.
+    #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING", hide_env_values = true)]
+    connection_string: String,
+}
+
+/// One entry of `GET /events`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event {
+    event: &'static str,
+    connection_id: String,
+    user_id: Option<String>,
+}
+
+type Events = Arc<Mutex<Vec<Event>>>;
+
+#[derive(Clone)]
+struct AppState {
+    server: Server,
+    events: Events,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let conn = ConnectionString::parse(&args.connection_string)
+        .context("SWITCHBOARD_CONNECTION_STRING")?;
+
+    let events = Events::default();
+    let server = Server::builder(conn)
+        .server_id(args.server_id.clone())
+        .hub(test_hub(args.server_id, events.clone()))
+        .start();
+
+    let app = Router::new()
+        .route("/token", get(token))
+        .route("/events", get(list_events))
+        .route("/health", get(health))
+        .merge(server.negotiate_routes(negotiate_options))
+        .with_state(AppState {
+            server: server.clone(),
+            events,
+        });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "testhub listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The user comes from the `user` query parameter, as in
+/// `withUrl("http://APP/testhub?user=alice")`; none means anonymous.
+async fn negotiate_options(
+    request: NegotiateRequest,
+) -> Result<NegotiateOptions, axum::response::Response> {
+    let options = NegotiateOptions::new();
+    Ok(match request.query_param("user") {
+        Some(user) if !user.is_empty() => options.user_id(user),
+        _ => options,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    hub: Option<String>,
+    user: Option<String>,
+    lifetime: Option<i64>,
+}
+
+/// `GET /token?hub=H&user=U&lifetime=SECS`: a client token as plain text.
+async fn token(
+    State(state): State<AppState>,
+    Query(query): Query<TokenQuery>,
+) -> impl IntoResponse {
+    let mut options = NegotiateOptions::new();
+    if let Some(user) = query.user.filter(|user| !user.is_empty()) {
+        options = options.user_id(user);
+    }
+    if let Some(lifetime) = query.lifetime {
+        options = options.lifetime_secs(lifetime);
+    }
+    let hub = query.hub.unwrap_or_else(|| HUB.to_owned());
+    match state.server.negotiator().client_token(&hub, &options) {
+        Ok(token) => (StatusCode::OK, token),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}
+
+async fn list_events(State(state): State<AppState>) -> Json<Vec<Event>> {
+    Json(state.events.lock().clone())
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    if state.server.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "linking to the proxy")
+    }
+}
+
+fn test_hub(server_id: String, events: Events) -> Hub {
+    let connected = events.clone();
+    Hub::builder(HUB)
+        .on_connected(move |ctx: Context| {
+            record(&connected, "connected", &ctx);
+            async {}
+        })
+        .on_disconnected(move |ctx: Context, _: Disconnect| {
+            record(&events, "disconnected", &ctx);
+            async {}
+        })
+        .method("Echo", |_ctx: Context, (s,): (String,)| async move {
+            Ok::<_, HubError>(s)
+        })
+        .method("GetCallerConnectionId", |ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(ctx.connection_id().to_owned())
+        })
+        .method("GetUserId", |ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(ctx.user_id().map(str::to_owned))
+        })
+        .method("ReturnNull", |_ctx: Context, (): ()| async move {
+            Ok::<Option<String>, HubError>(None)
+        })
+        .method("DoNothing", |_ctx: Context, (): ()| async move {})
+        .method(
+            "ThrowException",
+            |_ctx: Context, (msg,): (String,)| async move { Err::<(), _>(HubError::new(msg)) },
+        )
+        .method("SendToAll", |ctx: Context, (msg,): (String,)| async move {
+            ctx.clients().all().send("Receive", (msg,)).await
+        })
+        .method(
+            "SendToOthers",
+            |ctx: Context, (msg,): (String,)| async move {
+                ctx.clients().others().send("Receive", (msg,)).await
+            },
+        )
+        .method(
+            "SendToAllExcept",
+            |ctx: Context, (msg, ids): (String, Vec<String>)| async move {
+                ctx.clients().all_except(ids).send("Receive", (msg,)).await
+            },
+        )
+        .method(
+            "SendToCaller",
+            |ctx: Context, (msg,): (String,)| async move {
+                ctx.clients().caller().send("Receive", (msg,)).await
+            },
+        )
+        .method(
+            "SendToConnection",
+            |ctx: Context, (id, msg): (String, String)| async move {
+                ctx.clients().client(id).send("Receive", (msg,)).await
+            },
+        )
+        .method(
+            "JoinGroup",
+            |ctx: Context, (group,): (String,)| async move { ctx.groups().join(&group).await },
+        )
+        .method(
+            "LeaveGroup",
+            |ctx: Context, (group,): (String,)| async move { ctx.groups().leave(&group).await },
+        )
+        .method(
+            "SendToGroup",
+            |ctx: Context, (group, msg): (String, String)| async move {
+                ctx.clients().group(group).send("Receive", (msg,)).await
+            },
+        )
+        .method(
+            "SendToOthersInGroup",
+            |ctx: Context, (group, msg): (String, String)| async move {
+                ctx.clients()
+                    .others_in_group(group)
+                    .send("Receive", (msg,))
+                    .await
+            },
+        )
+        .method(
+            "SendToUser",
+            |ctx: Context, (user, msg): (String, String)| async move {
+                ctx.clients().user(user).send("Receive", (msg,)).await
+            },
+        )
+        .method(
+            "Flood",
+            |ctx: Context, (count, size): (u64, usize)| async move {
+                let all = ctx.clients().all();
+                let payload = "x".repeat(size);
+                for _ in 0..count {
+                    all.send("Receive", (&payload,)).await?;
+                }
+                Ok::<_, HubError>(count)
+            },
+        )
+        .method("GetServerId", move |_ctx: Context, (): ()| {
+            let server_id = server_id.clone();
+            async move { Ok::<_, HubError>(server_id) }
+        })
+        .build()
+}
+
+fn record(events: &Events, event: &'static str, ctx: &Context) {
+    events.lock().push(Event {
+        event,
+        connection_id: ctx.connection_id().to_owned(),
+        user_id: ctx.user_id().map(str::to_owned),
+    });
+}

@@ -1,0 +1,109 @@
+//! Group membership changes, each confirmed by the proxy before returning.
+
+use std::ops::Deref;
+
+use switchboard_proto::server_message::Kind;
+use switchboard_proto::{GroupChange, group_change};
+
+use crate::context::HubContext;
+use crate::error::Result;
+
+/// A hub's groups. Get it from [`HubContext::groups`].
+///
+/// Every change waits for the proxy's acknowledgement, so a send to the
+/// group made afterwards reaches the new member. A connection or user the
+/// proxy does not know fails with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
+#[derive(Clone, Debug)]
+pub struct Groups {
+    hub: HubContext,
+}
+
+impl Groups {
+    pub(crate) fn new(hub: HubContext) -> Self {
+        Self { hub }
+    }
+
+    /// Adds a connection to a group.
+    pub async fn add(&self, connection_id: &str, group: &str) -> Result<()> {
+        let member = group_change::Member::Connection(connection_id.to_owned());
+        self.change(group, member, group_change::Action::Add).await
+    }
+
+    /// Removes a connection from a group.
+    pub async fn remove(&self, connection_id: &str, group: &str) -> Result<()> {
+        let member = group_change::Member::Connection(connection_id.to_owned());
+        self.change(group, member, group_change::Action::Remove)
+            .await
+    }
+
+    /// Adds every connection of a user to a group.
+    pub async fn add_user(&self, user_id: &str, group: &str) -> Result<()> {
+        let member = group_change::Member::User(user_id.to_owned());
+        self.change(group, member, group_change::Action::Add).await
+    }
+
+    /// Removes every connection of a user from a group.
+    pub async fn remove_user(&self, user_id: &str, group: &str) -> Result<()> {
+        let member = group_change::Member::User(user_id.to_owned());
+        self.change(group, member, group_change::Action::Remove)
+            .await
+    }
+
+    async fn change(
+        &self,
+        group: &str,
+        member: group_change::Member,
+        action: group_change::Action,
+    ) -> Result<()> {
+        let describe = match &member {
+            group_change::Member::Connection(id) => format!("connection '{id}'"),
+            group_change::Member::User(id) => format!("user '{id}'"),
+        };
+        let ack = self
+            .hub
+            .outbox()
+            .request(|ack_id| {
+                Kind::GroupChange(GroupChange {
+                    hub: self.hub.name().to_owned(),
+                    group: group.to_owned(),
+                    member: Some(member),
+                    action: action as i32,
+                    ack_id,
+                })
+            })
+            .await?;
+        ack.into_result(|| describe)
+    }
+}
+
+/// A hub's groups as seen from one call: adds joining and leaving for the
+/// caller. Derefs to [`Groups`] for the rest.
+#[derive(Clone, Debug)]
+pub struct CallerGroups {
+    groups: Groups,
+    caller: String,
+}
+
+impl CallerGroups {
+    pub(crate) fn new(groups: Groups, caller: String) -> Self {
+        Self { groups, caller }
+    }
+
+    /// Adds the calling connection to a group.
+    pub async fn join(&self, group: &str) -> Result<()> {
+        self.groups.add(&self.caller, group).await
+    }
+
+    /// Removes the calling connection from a group.
+    pub async fn leave(&self, group: &str) -> Result<()> {
+        self.groups.remove(&self.caller, group).await
+    }
+}
+
+impl Deref for CallerGroups {
+    type Target = Groups;
+
+    fn deref(&self) -> &Groups {
+        &self.groups
+    }
+}

@@ -1,0 +1,175 @@
+//! What a hub method's return value becomes: a value, void, or an error the
+//! client sees (hub errors) or does not see the detail of (everything else).
+
+use std::any::TypeId;
+use std::fmt;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// An error returned by a hub method.
+///
+/// [`HubError::new`] makes an error whose message the client sees
+/// (`... HubException: {message}`). Any other error converted with `?`
+/// (every `std::error::Error`, including the SDK's own [`Error`](crate::Error))
+/// is logged on the server and reported to the client only as
+/// `An unexpected error occurred invoking '{method}' on the server.`
+///
+/// Like `anyhow::Error`, this type does not implement `std::error::Error`
+/// itself, which is what lets `?` convert any error into it.
+pub struct HubError {
+    repr: Repr,
+}
+
+enum Repr {
+    Hub(String),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl HubError {
+    /// An error whose message is shown to the calling client.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            repr: Repr::Hub(message.into()),
+        }
+    }
+
+    /// The client-visible message, if this is a hub error.
+    pub fn hub_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Hub(message) => Some(message),
+            Repr::Internal(_) => None,
+        }
+    }
+}
+
+impl<E> From<E> for HubError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(err: E) -> Self {
+        Self {
+            repr: Repr::Internal(Box::new(err)),
+        }
+    }
+}
+
+impl fmt::Debug for HubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Hub(message) => f.debug_tuple("HubError").field(message).finish(),
+            Repr::Internal(err) => f.debug_tuple("HubError").field(err).finish(),
+        }
+    }
+}
+
+impl fmt::Display for HubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Hub(message) => write!(f, "hub error: {message}"),
+            Repr::Internal(err) => fmt::Display::fmt(err, f),
+        }
+    }
+}
+
+/// The result of running a hub method, before it is put on the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A JSON value (possibly `null`).
+    Value(Bytes),
+    /// No value.
+    Void,
+    /// A hub error; the message goes to the client.
+    HubError(String),
+    /// Any other failure; the detail is only logged.
+    Failed(String),
+}
+
+pub(crate) mod sealed {
+    /// Keeps [`MethodResult`](super::MethodResult) implementable only here.
+    pub trait Sealed {
+        fn into_outcome(self) -> super::Outcome;
+    }
+}
+
+/// What a hub method (or connect/disconnect handler) may return.
+///
+/// - `()`: the client gets a completion without a result (void).
+/// - `Result<T, E>` with `T: Serialize` and `E: Into<HubError>`: `Ok(())` is
+///   void, any other `Ok(value)` is sent as the result (`None` becomes
+///   `null`), `Err` is mapped as [`HubError`] describes.
+pub trait MethodResult: sealed::Sealed + Send + 'static {}
+
+impl sealed::Sealed for () {
+    fn into_outcome(self) -> Outcome {
+        Outcome::Void
+    }
+}
+
+impl MethodResult for () {}
+
+impl<T, E> sealed::Sealed for Result<T, E>
+where
+    T: Serialize + Send + 'static,
+    E: Into<HubError> + Send + 'static,
+{
+    fn into_outcome(self) -> Outcome {
+        match self {
+            // `()` serializes as `null`, same as `None`; only the type tells
+            // a void method apart from one that returned null.
+            Ok(_) if TypeId::of::<T>() == TypeId::of::<()>() => Outcome::Void,
+            Ok(value) => match serde_json::to_vec(&value) {
+                Ok(json) => Outcome::Value(json.into()),
+                Err(err) => Outcome::Failed(format!("cannot serialize the result: {err}")),
+            },
+            Err(err) => match err.into().repr {
+                Repr::Hub(message) => Outcome::HubError(message),
+                Repr::Internal(err) => Outcome::Failed(err.to_string()),
+            },
+        }
+    }
+}
+
+impl<T, E> MethodResult for Result<T, E>
+where
+    T: Serialize + Send + 'static,
+    E: Into<HubError> + Send + 'static,
+{
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sealed::Sealed;
+    use super::*;
+
+    #[test]
+    fn unit_and_ok_unit_are_void() {
+        assert_eq!(().into_outcome(), Outcome::Void);
+        assert_eq!(Ok::<(), HubError>(()).into_outcome(), Outcome::Void);
+    }
+
+    #[test]
+    fn none_is_a_null_value() {
+        assert_eq!(
+            Ok::<Option<u8>, HubError>(None).into_outcome(),
+            Outcome::Value(Bytes::from_static(b"null"))
+        );
+        assert_eq!(
+            Ok::<_, HubError>("hi").into_outcome(),
+            Outcome::Value(Bytes::from_static(b"\"hi\""))
+        );
+    }
+
+    #[test]
+    fn errors_keep_hub_messages_and_hide_others() {
+        assert_eq!(
+            Err::<(), _>(HubError::new("boom")).into_outcome(),
+            Outcome::HubError("boom".into())
+        );
+        let io = std::io::Error::other("disk on fire");
+        assert_eq!(
+            Err::<(), HubError>(io.into()).into_outcome(),
+            Outcome::Failed("disk on fire".into())
+        );
+    }
+}

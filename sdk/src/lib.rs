@@ -1,0 +1,77 @@
+//! Serve SignalR hubs through a Switchboard proxy from an application server.
+//!
+//! Clients (any official SignalR client) connect to the proxy, which holds
+//! their sockets. Your app server links to the proxy over one gRPC stream,
+//! declares the hubs it serves, runs hub methods when clients invoke them,
+//! and sends to all clients, a connection, a group or a user.
+//!
+//! 1. Parse the [`ConnectionString`] (`Endpoint=...;AccessKey=...`).
+//! 2. Define each [`Hub`] with typed methods.
+//! 3. [`Server::builder`] → [`ServerBuilder::start`]; wait with
+//!    [`Server::wait_ready`].
+//! 4. Serve `POST /{hub}/negotiate` ([`Server::negotiate_routes`]) so
+//!    clients are redirected to the proxy with an access token.
+//!
+//! ```no_run
+//! use switchboard_sdk::{ConnectionString, Context, Hub, NegotiateOptions, Server};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let conn = ConnectionString::parse(&std::env::var("SWITCHBOARD_CONNECTION_STRING")?)?;
+//! let chat = Hub::builder("chat")
+//!     .method("SendMessage", |ctx: Context, (user, text): (String, String)| async move {
+//!         ctx.clients().all().send("ReceiveMessage", (user, text)).await
+//!     })
+//!     .method("JoinGroup", |ctx: Context, (group,): (String,)| async move {
+//!         ctx.groups().join(&group).await
+//!     })
+//!     .build();
+//! let server = Server::builder(conn).hub(chat).start();
+//! server.wait_ready().await?;
+//!
+//! // Anyone may chat here; a real app derives the user from its own auth.
+//! let app: axum::Router = server.negotiate_routes(|_request| async {
+//!     Ok(NegotiateOptions::new())
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Method names match case-insensitively. Arguments are a tuple bound from
+//! the client's argument array; results are any `Serialize` value. Failures
+//! reach the client with the reference SignalR error texts: see
+//! [`HubError`] for what the client sees.
+//!
+//! Invocations from one connection run one at a time, in order; different
+//! connections run concurrently. Outside handlers, [`Server::hub`] gives a
+//! [`HubContext`] with the same sending and group API.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clients;
+mod connection_string;
+mod context;
+mod dispatch;
+mod error;
+mod groups;
+mod hub;
+mod link;
+mod negotiate;
+mod server;
+mod token;
+
+pub use clients::{CallerClients, ClientProxy, Clients};
+pub use connection_string::{ConnectionString, DEFAULT_SERVER_PORT};
+pub use context::{Connection, Context, Disconnect, HubContext};
+pub use error::{Error, ErrorKind, Result};
+pub use groups::{CallerGroups, Groups};
+pub use hub::{Arguments, Hub, HubBuilder, HubError, MethodResult};
+pub use negotiate::{NegotiateOptions, NegotiateRequest, NegotiateResponse, Negotiator};
+pub use server::{
+    DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, DEFAULT_SHUTDOWN_GRACE,
+    Server, ServerBuilder,
+};
+pub use token::{DEFAULT_CLIENT_TOKEN_LIFETIME, key_id};

@@ -1,0 +1,267 @@
+//! The running app server: configuration, start, readiness, hub handles and
+//! shutdown.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::Response;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::connection_string::ConnectionString;
+use crate::context::HubContext;
+use crate::dispatch::Dispatcher;
+use crate::error::{Repr, Result};
+use crate::hub::Hub;
+use crate::link::{Link, LinkStatus, Outbox, Settings};
+use crate::negotiate::{NegotiateOptions, NegotiateRequest, Negotiator};
+
+/// Default shortest delay before reconnecting.
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(200);
+/// Default longest delay before reconnecting.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// Default number of outbound messages that may wait for the link.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// Default time to wait for the proxy to acknowledge a request.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time to wait for the TCP connection to the proxy.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time to wait for `Welcome` after dialling.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time running handlers get to finish at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Configures and starts a [`Server`].
+#[derive(Debug)]
+pub struct ServerBuilder {
+    conn: ConnectionString,
+    server_id: Option<String>,
+    hubs: Vec<Hub>,
+    settings: Settings,
+    ack_timeout: Duration,
+}
+
+impl ServerBuilder {
+    /// The name this app server gives the proxy (logs, metrics). Default:
+    /// the `HOSTNAME` environment variable, else a random `app-…` name.
+    pub fn server_id(mut self, server_id: impl Into<String>) -> Self {
+        self.server_id = Some(server_id.into());
+        self
+    }
+
+    /// Serves a hub.
+    ///
+    /// # Panics
+    /// When a hub of the same name (ignoring case) was already added.
+    pub fn hub(mut self, hub: Hub) -> Self {
+        let name = hub.name().to_lowercase();
+        assert!(
+            self.hubs.iter().all(|h| h.name().to_lowercase() != name),
+            "hub '{}' added twice (names are case-insensitive)",
+            hub.name()
+        );
+        self.hubs.push(hub);
+        self
+    }
+
+    /// Reconnect delays: the first retry waits up to `min`, each further one
+    /// up to twice as long, capped at `max`, with random jitter. Defaults:
+    /// 200 ms and 10 s.
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.settings.reconnect_min = min;
+        self.settings.reconnect_max = max;
+        self
+    }
+
+    /// How many outbound messages may wait for the link before senders
+    /// wait (default 1024). Bounds memory when the proxy is slow.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.settings.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// How long group changes, closes and queries wait for the proxy's
+    /// acknowledgement (default 30 s).
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// How long dialling the proxy may take (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the proxy's `Welcome` (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long [`Server::shutdown`] lets running handlers finish (and
+    /// deliver their results) before closing the link (default 5 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
+        self
+    }
+
+    /// Starts linking to the proxy in the background and returns the handle.
+    /// Use [`Server::wait_ready`] to wait for the first link.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
+    pub fn start(self) -> Server {
+        let server_id = self.server_id.unwrap_or_else(default_server_id);
+        let outbox = Arc::new(Outbox::new(self.ack_timeout));
+        let dispatcher = Arc::new(Dispatcher::new(self.hubs, outbox.clone()));
+        let (status_tx, status_rx) = watch::channel(LinkStatus::Connecting);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let link = Arc::new(Link {
+            conn: self.conn.clone(),
+            server_id: server_id.clone(),
+            settings: self.settings,
+            dispatcher: dispatcher.clone(),
+            outbox,
+            status: status_tx,
+        });
+        let task = tokio::spawn(link.run(shutdown_rx));
+        Server {
+            inner: Arc::new(ServerInner {
+                server_id,
+                dispatcher,
+                negotiator: Negotiator::new(self.conn),
+                status: status_rx,
+                shutdown: shutdown_tx,
+                task: Mutex::new(Some(task)),
+            }),
+        }
+    }
+}
+
+/// A running app server: its link to the proxy and the hubs it serves.
+///
+/// Cheap to clone. The link runs until [`Server::shutdown`] is called or the
+/// last handle is dropped.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<ServerInner>,
+}
+
+struct ServerInner {
+    server_id: String,
+    dispatcher: Arc<Dispatcher>,
+    negotiator: Negotiator,
+    status: watch::Receiver<LinkStatus>,
+    shutdown: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Server {
+    /// Starts configuring an app server for the proxy in `conn`.
+    pub fn builder(conn: ConnectionString) -> ServerBuilder {
+        ServerBuilder {
+            conn,
+            server_id: None,
+            hubs: Vec::new(),
+            settings: Settings {
+                reconnect_min: DEFAULT_RECONNECT_MIN,
+                reconnect_max: DEFAULT_RECONNECT_MAX,
+                queue_capacity: DEFAULT_QUEUE_CAPACITY,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            },
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+        }
+    }
+
+    /// The name given to the proxy.
+    pub fn server_id(&self) -> &str {
+        &self.inner.server_id
+    }
+
+    /// Whether the link is up (the proxy's `Welcome` was received).
+    pub fn is_ready(&self) -> bool {
+        *self.inner.status.borrow() == LinkStatus::Ready
+    }
+
+    /// Waits until the link is up. Fails with
+    /// [`ErrorKind::Shutdown`](crate::ErrorKind::Shutdown) if the server
+    /// shuts down first. Wrap it in a timeout to bound the wait.
+    pub async fn wait_ready(&self) -> Result<()> {
+        let mut status = self.inner.status.clone();
+        match status
+            .wait_for(|status| *status != LinkStatus::Connecting)
+            .await
+            .map(|status| *status)
+        {
+            Ok(LinkStatus::Ready) => Ok(()),
+            _ => Err(Repr::Shutdown.into()),
+        }
+    }
+
+    /// A handle on a served hub (name matched case-insensitively).
+    pub fn hub(&self, name: &str) -> Option<HubContext> {
+        self.inner.dispatcher.hub_context(name)
+    }
+
+    /// The names of the served hubs.
+    pub fn hub_names(&self) -> Vec<String> {
+        self.inner.dispatcher.hub_names()
+    }
+
+    /// Number of client connections currently assigned to this app server.
+    pub fn connection_count(&self) -> usize {
+        self.inner.dispatcher.connection_count()
+    }
+
+    /// Mints client tokens and negotiate answers for this proxy.
+    pub fn negotiator(&self) -> &Negotiator {
+        &self.inner.negotiator
+    }
+
+    /// `POST /{hub}/negotiate` for every served hub; see
+    /// [`Negotiator::routes`].
+    pub fn negotiate_routes<S, F, Fut>(&self, hook: F) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(NegotiateRequest) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<NegotiateOptions, Response>> + Send + 'static,
+    {
+        let hubs: HashSet<String> = self.hub_names().into_iter().collect();
+        self.inner.negotiator.routes(hubs, hook)
+    }
+
+    /// Shuts down: keeps serving until running handlers finished (at most
+    /// the shutdown grace) so their results are delivered, closes the link, runs the disconnect
+    /// handler of every connection (reason `link lost`; the proxy moves
+    /// them to other app servers) and waits for all of it.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        let task = self.inner.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("server_id", &self.inner.server_id)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_server_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("app-{:08x}", rand::random::<u32>()))
+}
