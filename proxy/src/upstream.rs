@@ -235,6 +235,11 @@ async fn read_link(
             Ok(Some(frame)) => {
                 for m in frame.messages {
                     dispatch::handle(&shared, &link, m).await;
+                    // Let the connections' writers drain what this message
+                    // queued before the next one is fanned out: a batch of
+                    // sends must not overflow outboxes of clients that read
+                    // at full speed.
+                    tokio::task::yield_now().await;
                 }
             }
             Ok(None) => break "closed by the app server".to_owned(),

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The project's test command: installs what the tests need when it is missing
+# (Chromium, the JavaScript packages), then checks formatting and lints,
+# builds every binary and example the end-to-end tests start, and runs all
+# tests. Safe to run again; fast when everything is already in place.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() {
+  printf '\n==== %s ====\n' "$*"
+}
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  else
+    sudo "$@"
+  fi
+}
+
+apt_updated=false
+apt_install() {
+  if [ "$apt_updated" = false ]; then
+    as_root apt-get update -q
+    apt_updated=true
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+# `npm ci` in a package directory unless its node_modules matches its lock file
+# (npm records the installed tree in node_modules/.package-lock.json).
+npm_install() {
+  local dir=$1
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+    [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  else
+    echo "$dir/node_modules is up to date"
+  fi
+}
+
+section "system packages"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+echo "node $(node --version), npm $(npm --version), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: version unknown')"
+
+section "npm packages"
+npm_install tests/js
+npm_install sdk/examples/chat
+
+section "cargo fmt --all --check"
+cargo fmt --all --check
+
+section "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo build --workspace --bins --examples"
+cargo build --workspace --bins --examples
+
+section "cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast

@@ -1,0 +1,23 @@
+//! End-to-end test harness for Switchboard.
+//!
+//! Starts the real proxy binary and the sdk's example app servers as child
+//! processes on free loopback ports, waits until they are ready, and talks to
+//! them the way clients do: over plain HTTP, with the official JavaScript
+//! client under Node and Chromium (see `tests/js`), or with the raw SignalR
+//! client in [`signalr`] when a test needs control over every byte.
+//!
+//! The binaries are built by `scripts/test.sh` before the tests run; this
+//! crate only locates them (see [`workspace`]).
+
+pub mod app;
+pub mod http;
+pub mod node;
+pub mod ports;
+pub mod process;
+pub mod proxy;
+pub mod signalr;
+pub mod workspace;
+
+pub use app::{AppServer, HubEvent};
+pub use process::Process;
+pub use proxy::{Proxy, TEST_ACCESS_KEY};

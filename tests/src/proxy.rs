@@ -1,0 +1,84 @@
+//! The proxy under test: the `switchboard` binary on free loopback ports.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::http::wait_until_ok;
+use crate::ports::free_port;
+use crate::process::{Process, isolate_env};
+use crate::workspace;
+
+/// The access key every test proxy is started with and every app server signs with.
+pub const TEST_ACCESS_KEY: &str = "switchboard-test-access-key-5f1c9a7e";
+
+/// How long a proxy may take to answer `/readyz` after it was started.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running proxy; killed on drop.
+pub struct Proxy {
+    process: Process,
+    client_port: u16,
+    upstream_port: u16,
+    admin_port: u16,
+}
+
+impl Proxy {
+    /// Starts a proxy with default settings and waits until it is ready.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a proxy with extra command-line flags (e.g.
+    /// `["--outbox-limit", "65536"]`) and waits until `GET /readyz` is 200.
+    pub async fn start_with(extra_args: &[&str]) -> Self {
+        let (client_port, upstream_port, admin_port) = (free_port(), free_port(), free_port());
+        let public_url = format!("http://127.0.0.1:{client_port}");
+        let mut command = Command::new(workspace::proxy_binary());
+        isolate_env(&mut command);
+        command
+            .args(["--listen", &format!("127.0.0.1:{client_port}")])
+            .args(["--upstream-listen", &format!("127.0.0.1:{upstream_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(["--access-key", TEST_ACCESS_KEY])
+            .args(["--public-url", &public_url])
+            .args(extra_args);
+        let mut process = Process::spawn("switchboard proxy", command).expect("start the proxy");
+        let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+        wait_until_ok(&readyz, &mut process, READY_TIMEOUT).await;
+        Self {
+            process,
+            client_port,
+            upstream_port,
+            admin_port,
+        }
+    }
+
+    /// The public client URL, `http://127.0.0.1:PORT` (the tokens' endpoint).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client URL of a hub, `{endpoint}/client/?hub={hub}`.
+    pub fn client_url(&self, hub: &str) -> String {
+        format!("{}/client/?hub={hub}", self.url())
+    }
+
+    /// The admin URL, `http://127.0.0.1:PORT`.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// `SWITCHBOARD_CONNECTION_STRING` for app servers linking to this proxy.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint={};AccessKey={TEST_ACCESS_KEY};Version=1.0;ServerEndpoint=http://127.0.0.1:{}",
+            self.url(),
+            self.upstream_port
+        )
+    }
+
+    /// The proxy process (its captured output, whether it still runs).
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}

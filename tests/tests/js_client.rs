@@ -1,0 +1,15 @@
+//! The official JavaScript client (`@microsoft/signalr`) under Node against
+//! the proxy and the testhub app server: the scenarios in
+//! `tests/js/testhub.test.mjs`.
+
+use std::time::Duration;
+
+use switchboard_tests::{AppServer, Proxy, node};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_js_client_under_node() {
+    let proxy = Proxy::start().await;
+    let app = AppServer::testhub(&proxy, None).await;
+    let env = [("APP_URL", app.url()), ("PROXY_URL", proxy.url())];
+    node::run_suite("testhub.test.mjs", &env, Duration::from_secs(240)).await;
+}
