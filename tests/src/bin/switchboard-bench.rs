@@ -2,7 +2,7 @@
 //! `testhub` app server, both started by this command on loopback.
 //!
 //! ```text
-//! cargo build --release -p switchboard-proxy -p switchboard-sdk --example testhub -p switchboard-tests
+//! cargo build --release -p switchboard-proxy --bin switchboard -p switchboard-sdk --example testhub -p switchboard-tests --bin switchboard-bench
 //! target/release/switchboard-bench idle --connections 10000
 //! target/release/switchboard-bench echo --clients 32 --seconds 10
 //! ```
@@ -42,7 +42,7 @@ fn release(path: &str) -> Result<PathBuf> {
     let p = workspace::root().join("target/release").join(path);
     if !p.exists() {
         bail!(
-            "{} is missing: build it with `cargo build --release -p switchboard-proxy -p switchboard-sdk --example testhub`",
+            "{} is missing: build it with `cargo build --release -p switchboard-proxy --bin switchboard -p switchboard-sdk --example testhub`",
             p.display()
         );
     }
