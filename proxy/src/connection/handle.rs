@@ -32,9 +32,20 @@ struct Pending {
     target: String,
 }
 
+/// A client result the app server is waiting for (the proxy invoked a client
+/// method with an id and awaits the client's Completion).
+struct ClientCall {
+    invocation_id: String,
+    request_id: u64,
+    /// The link that asked, which gets the answer.
+    link: Arc<Link>,
+}
+
 struct Inner {
     link: Option<Arc<Link>>,
     pending: Vec<Pending>,
+    calls: Vec<ClientCall>,
+    next_call: u32,
 }
 
 /// What the app server is told about a connection when it is assigned one.
@@ -91,6 +102,8 @@ impl Handle {
             inner: Mutex::new(Inner {
                 link: None,
                 pending: Vec::new(),
+                calls: Vec::new(),
+                next_call: 0,
             }),
         }
     }
@@ -183,6 +196,39 @@ impl Handle {
         let _ = self
             .outbox
             .push(self.encode(|| json::completion_error(invocation_id, &text)));
+    }
+
+    /// Records a client result awaited by `link` under `request_id`; returns the
+    /// invocation id to send to the client.
+    pub fn begin_client_call(&self, request_id: u64, link: Arc<Link>) -> String {
+        let mut inner = self.inner.lock();
+        inner.next_call = inner.next_call.wrapping_add(1);
+        // A prefix no official client uses for its own invocation ids.
+        let invocation_id = format!("sb{}", inner.next_call);
+        inner.calls.push(ClientCall {
+            invocation_id: invocation_id.clone(),
+            request_id,
+            link,
+        });
+        invocation_id
+    }
+
+    /// Ends a client result: the request id and the link to answer, if
+    /// `invocation_id` was awaited.
+    pub fn finish_client_call(&self, invocation_id: &str) -> Option<(u64, Arc<Link>)> {
+        let mut inner = self.inner.lock();
+        let i = inner
+            .calls
+            .iter()
+            .position(|c| c.invocation_id == invocation_id)?;
+        let call = inner.calls.swap_remove(i);
+        Some((call.request_id, call.link))
+    }
+
+    /// Ends every awaited client result (the connection is closing).
+    pub fn take_client_calls(&self) -> Vec<(u64, Arc<Link>)> {
+        let calls = std::mem::take(&mut self.inner.lock().calls);
+        calls.into_iter().map(|c| (c.request_id, c.link)).collect()
     }
 
     /// Wraps codec output for this connection's protocol.

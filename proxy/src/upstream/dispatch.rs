@@ -1,6 +1,7 @@
 //! What the proxy does with each message an app server sends.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchboard_proto::{self as pb, ack::Status, proxy_message::Kind, server_message::Kind as In};
 
@@ -50,14 +51,7 @@ pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessag
             return;
         }
         In::InvokeClient(invoke) => {
-            let outcome = pb::client_result::Outcome::Error(
-                "Client results are not supported by this version of Switchboard.".into(),
-            );
-            let reply = Kind::ClientResult(pb::ClientResult {
-                request_id: invoke.request_id,
-                outcome: Some(outcome),
-            });
-            let _ = link.send(reply).await;
+            invoke_client(shared, link, invoke).await;
             return;
         }
         In::Query(query) => (query.ack_id, query_result(shared, &query)),
@@ -169,6 +163,69 @@ fn invocation_result(shared: &Shared, result: pb::InvocationResult) {
         Some(Outcome::Void(_)) | None => json::completion_void(id),
     });
     let _ = handle.outbox.push(frame);
+}
+
+/// Default wait for a client result when the app server gives none.
+const CLIENT_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends an invocation with an id to one client and arranges for its
+/// Completion (or a timeout) to be answered as `ClientResult`.
+async fn invoke_client(shared: &Shared, link: &Arc<Link>, invoke: pb::InvokeClient) {
+    let fail =
+        |text: String| client_result(invoke.request_id, pb::client_result::Outcome::Error(text));
+    let Some(handle) = shared.router.get(&invoke.connection) else {
+        let _ = link
+            .send(fail(format!(
+                "Connection '{}' does not exist.",
+                invoke.connection
+            )))
+            .await;
+        return;
+    };
+    let Some(args) = invoke
+        .arguments
+        .filter(|a| a.encoding == pb::Encoding::Json as i32)
+    else {
+        let _ = link
+            .send(fail("Client result arguments must be a JSON array.".into()))
+            .await;
+        return;
+    };
+    let id = handle.begin_client_call(invoke.request_id, link.clone());
+    let frame = handle.encode(|| json::invocation(Some(&id), &invoke.target, &args.data));
+    if handle.outbox.push(frame).is_err() {
+        // The connection is closing; its close answers every awaited call.
+        return;
+    }
+    let timeout = match invoke.timeout_ms {
+        0 => CLIENT_RESULT_TIMEOUT,
+        ms => Duration::from_millis(u64::from(ms)),
+    };
+    let weak = Arc::downgrade(&handle);
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        let Some(handle) = weak.upgrade() else { return };
+        if let Some((request_id, link)) = handle.finish_client_call(&id) {
+            let text = format!(
+                "The client did not return a result within {} ms.",
+                timeout.as_millis()
+            );
+            let _ = link
+                .send(client_result(
+                    request_id,
+                    pb::client_result::Outcome::Error(text),
+                ))
+                .await;
+        }
+    });
+}
+
+/// A `ClientResult` message.
+pub fn client_result(request_id: u64, outcome: pb::client_result::Outcome) -> Kind {
+    Kind::ClientResult(pb::ClientResult {
+        request_id,
+        outcome: Some(outcome),
+    })
 }
 
 fn stream_item(shared: &Shared, item: pb::StreamItem) {
