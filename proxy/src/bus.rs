@@ -11,8 +11,7 @@ use std::sync::Arc;
 use switchboard_proto as pb;
 
 use crate::connection::handle::Protocol;
-use crate::connection::outbox::Frame;
-use crate::protocol::json;
+use crate::router::frames::{self, FrameError};
 use crate::router::{Audience, Delivery, Encoded, Router};
 
 /// Why a send could not be delivered at all.
@@ -22,10 +21,8 @@ pub enum SendError {
     NoAudience,
     #[error("send has no arguments payload")]
     NoArguments,
-    #[error("arguments encoding {0} is not supported; send JSON (ENCODING_JSON)")]
-    Encoding(i32),
-    #[error("arguments are not a JSON array")]
-    NotAnArray,
+    #[error(transparent)]
+    Arguments(#[from] FrameError),
 }
 
 /// Delivers sends to their audience wherever it is connected.
@@ -60,12 +57,7 @@ pub fn deliver_local(router: &Router, send: &pb::Send) -> Result<Delivery, SendE
         .and_then(|a| a.target.as_ref())
         .ok_or(SendError::NoAudience)?;
     let args = send.arguments.as_ref().ok_or(SendError::NoArguments)?;
-    if args.encoding != pb::Encoding::Json as i32 {
-        return Err(SendError::Encoding(args.encoding));
-    }
-    if args.data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'[') {
-        return Err(SendError::NotAnArray);
-    }
+    frames::check_arguments(args)?;
     let audience = match target {
         Target::All(_) => Audience::All,
         Target::Connection(id) => Audience::Connection(id),
@@ -75,8 +67,12 @@ pub fn deliver_local(router: &Router, send: &pb::Send) -> Result<Delivery, SendE
         Target::User(u) => Audience::User(u),
         Target::Users(l) => Audience::Users(&l.ids),
     };
-    let encode = |p: Protocol| match p {
-        Protocol::Json => Frame::text(json::invocation(None, &send.target, &args.data)),
+    let encode = |p: Protocol| match frames::invocation(p, None, &send.target, args) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::warn!(hub = %send.hub, target = %send.target, protocol = p.name(), error = %e, "send cannot reach clients of this protocol");
+            None
+        }
     };
     let hub = send.hub.to_ascii_lowercase();
     Ok(router.send(&hub, audience, &send.excluded, &mut Encoded::new(&encode)))

@@ -4,6 +4,8 @@
 //! socket. A send is encoded once per wire protocol before the router is
 //! called; the router clones the shared frame into each target's outbox.
 
+pub mod frames;
+
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
@@ -27,23 +29,29 @@ pub enum Audience<'a> {
 
 /// One message, encoded once for each protocol present among its targets.
 pub struct Encoded<'a> {
-    /// Produces the frame for a protocol; called at most once per protocol.
-    encode: &'a dyn Fn(Protocol) -> Frame,
-    json: Option<Frame>,
+    /// Produces the frame for a protocol, or `None` when the message cannot
+    /// be expressed in it; called at most once per protocol.
+    encode: &'a dyn Fn(Protocol) -> Option<Frame>,
+    json: Option<Option<Frame>>,
+    messagepack: Option<Option<Frame>>,
 }
 
 impl<'a> Encoded<'a> {
-    pub fn new(encode: &'a dyn Fn(Protocol) -> Frame) -> Self {
-        Self { encode, json: None }
+    pub fn new(encode: &'a dyn Fn(Protocol) -> Option<Frame>) -> Self {
+        Self {
+            encode,
+            json: None,
+            messagepack: None,
+        }
     }
 
-    fn frame(&mut self, protocol: Protocol) -> Frame {
-        match protocol {
-            Protocol::Json => self
-                .json
-                .get_or_insert_with(|| (self.encode)(Protocol::Json))
-                .clone(),
-        }
+    fn frame(&mut self, protocol: Protocol) -> Option<Frame> {
+        let encode = self.encode;
+        let slot = match protocol {
+            Protocol::Json => &mut self.json,
+            Protocol::MessagePack => &mut self.messagepack,
+        };
+        slot.get_or_insert_with(|| encode(protocol)).clone()
     }
 }
 
@@ -54,6 +62,9 @@ pub struct Delivery {
     pub delivered: usize,
     /// Targets whose outbox was full; they are being closed as slow consumers.
     pub overflowed: usize,
+    /// Targets whose protocol cannot carry the message (a value with no form
+    /// in that encoding).
+    pub unencodable: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -249,9 +260,13 @@ impl Router {
             if excluded.contains(handle.id.as_str()) {
                 return;
             }
-            match handle.outbox.push(message.frame(handle.protocol)) {
-                Ok(()) => delivery.delivered += 1,
-                Err(_) => delivery.overflowed += 1,
+            match message
+                .frame(handle.protocol)
+                .map(|f| handle.outbox.push(f))
+            {
+                Some(Ok(())) => delivery.delivered += 1,
+                Some(Err(_)) => delivery.overflowed += 1,
+                None => delivery.unencodable += 1,
             }
         };
         let member = |id: &str| hub.members.get(id).map(|m| &*m.handle);
@@ -355,7 +370,7 @@ mod tests {
     }
 
     fn send(r: &Router, hub: &str, a: Audience<'_>, excluded: &[String]) -> Delivery {
-        let encode = |_: Protocol| Frame::text(Bytes::from_static(b"{}"));
+        let encode = |_: Protocol| Some(Frame::text(Bytes::from_static(b"{}")));
         r.send(hub, a, excluded, &mut Encoded::new(&encode))
     }
 
@@ -440,7 +455,7 @@ mod tests {
         let calls = std::cell::Cell::new(0);
         let encode = |_: Protocol| {
             calls.set(calls.get() + 1);
-            Frame::text(Bytes::from_static(b"{}"))
+            Some(Frame::text(Bytes::from_static(b"{}")))
         };
         assert_eq!(
             r.send("chat", Audience::All, &[], &mut Encoded::new(&encode))

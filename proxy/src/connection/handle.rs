@@ -3,24 +3,34 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::outbox::{Frame, Outbox};
+use super::outbox::Outbox;
 use crate::ids::ConnectionId;
-use crate::protocol::json;
+use crate::router::frames;
 use crate::upstream::Link;
 
 /// Hub protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Json,
+    MessagePack,
 }
 
 impl Protocol {
+    /// The name clients use in their handshake.
     pub fn name(self) -> &'static str {
         match self {
             Self::Json => "json",
+            Self::MessagePack => "messagepack",
+        }
+    }
+
+    /// The payload encoding app servers see for this protocol.
+    pub fn encoding(self) -> switchboard_proto::Encoding {
+        match self {
+            Self::Json => switchboard_proto::Encoding::Json,
+            Self::MessagePack => switchboard_proto::Encoding::Messagepack,
         }
     }
 }
@@ -193,9 +203,8 @@ impl Handle {
         let text =
             format!("An unexpected error occurred invoking '{target}' on the server. {detail}");
         // A full outbox already closes the connection; nothing more to do.
-        let _ = self
-            .outbox
-            .push(self.encode(|| json::completion_error(invocation_id, &text)));
+        let frame = frames::completion_error(self.protocol, invocation_id, &text);
+        let _ = self.outbox.push(frame);
     }
 
     /// Records a client result awaited by `link` under `request_id`; returns the
@@ -229,12 +238,5 @@ impl Handle {
     pub fn take_client_calls(&self) -> Vec<(u64, Arc<Link>)> {
         let calls = std::mem::take(&mut self.inner.lock().calls);
         calls.into_iter().map(|c| (c.request_id, c.link)).collect()
-    }
-
-    /// Wraps codec output for this connection's protocol.
-    pub fn encode(&self, f: impl FnOnce() -> Bytes) -> Frame {
-        match self.protocol {
-            Protocol::Json => Frame::text(f()),
-        }
     }
 }

@@ -8,7 +8,7 @@ use switchboard_proto::{self as pb, ack::Status, proxy_message::Kind, server_mes
 use super::Link;
 use crate::Shared;
 use crate::connection::close::{Close, CloseReason};
-use crate::protocol::json;
+use crate::router::frames;
 
 /// Handles one app-server message. Requests that carry an ack id are
 /// answered on `link`.
@@ -144,7 +144,6 @@ fn query_result(shared: &Shared, query: &pb::Query) -> Outcome {
 }
 
 fn invocation_result(shared: &Shared, result: pb::InvocationResult) {
-    use pb::invocation_result::Outcome;
     let Some(handle) = shared.router.get(&result.connection) else {
         return;
     };
@@ -152,16 +151,11 @@ fn invocation_result(shared: &Shared, result: pb::InvocationResult) {
     if !handle.finish_invocation(&result.invocation_id) {
         return;
     }
-    let id = result.invocation_id.as_str();
-    let frame = handle.encode(|| match &result.outcome {
-        Some(Outcome::Value(v)) if v.encoding == pb::Encoding::Json as i32 => json::completion_value(id, &v.data),
-        Some(Outcome::Value(_)) => json::completion_error(
-            id,
-            "An unexpected error occurred invoking the method on the server. The app server sent a result in an unsupported encoding.",
-        ),
-        Some(Outcome::Error(e)) => json::completion_error(id, e),
-        Some(Outcome::Void(_)) | None => json::completion_void(id),
-    });
+    let frame = frames::completion(
+        handle.protocol,
+        &result.invocation_id,
+        result.outcome.as_ref(),
+    );
     let _ = handle.outbox.push(frame);
 }
 
@@ -184,15 +178,25 @@ async fn invoke_client(shared: &Shared, link: &Arc<Link>, invoke: pb::InvokeClie
     };
     let Some(args) = invoke
         .arguments
-        .filter(|a| a.encoding == pb::Encoding::Json as i32)
+        .filter(|a| frames::check_arguments(a).is_ok())
     else {
-        let _ = link
-            .send(fail("Client result arguments must be a JSON array.".into()))
-            .await;
+        let text = "Client result arguments must be one JSON or MessagePack array.";
+        let _ = link.send(fail(text.into())).await;
         return;
     };
     let id = handle.begin_client_call(invoke.request_id, link.clone());
-    let frame = handle.encode(|| json::invocation(Some(&id), &invoke.target, &args.data));
+    let frame = match frames::invocation(handle.protocol, Some(&id), &invoke.target, &args) {
+        Ok(frame) => frame,
+        Err(e) => {
+            handle.finish_client_call(&id);
+            let _ = link
+                .send(fail(format!(
+                    "The arguments cannot be sent to this client: {e}"
+                )))
+                .await;
+            return;
+        }
+    };
     if handle.outbox.push(frame).is_err() {
         // The connection is closing; its close answers every awaited call.
         return;
@@ -232,15 +236,13 @@ fn stream_item(shared: &Shared, item: pb::StreamItem) {
     let Some(handle) = shared.router.get(&item.connection) else {
         return;
     };
-    let Some(payload) = item
-        .item
-        .filter(|p| p.encoding == pb::Encoding::Json as i32)
-    else {
+    let (Some(payload), true) = (item.item, handle.is_pending(&item.invocation_id)) else {
         return;
     };
-    if handle.is_pending(&item.invocation_id) {
-        let _ = handle
-            .outbox
-            .push(handle.encode(|| json::stream_item(&item.invocation_id, &payload.data)));
+    match frames::stream_item(handle.protocol, &item.invocation_id, &payload) {
+        Ok(frame) => {
+            let _ = handle.outbox.push(frame);
+        }
+        Err(e) => tracing::warn!(connection = %handle.id, error = %e, "stream item dropped"),
     }
 }
