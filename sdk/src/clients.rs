@@ -2,14 +2,20 @@
 //! user, minus exclusions) and sending it.
 
 use std::ops::Deref;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use switchboard_proto::server_message::Kind;
-use switchboard_proto::{All, Audience, IdList, Payload, Send, audience::Target};
+use switchboard_proto::{All, Audience, IdList, Payload, Send, audience::Target, client_result};
 
 use crate::context::HubContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, Repr, Result};
+use crate::hub::encoding::decode;
+
+/// How long [`SingleClientProxy::invoke`] waits for the client's answer.
+pub const DEFAULT_CLIENT_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The audiences of a hub. Get it from [`HubContext::clients`].
 #[derive(Clone, Debug)]
@@ -36,9 +42,13 @@ impl Clients {
         self.all().except(excluded)
     }
 
-    /// One connection.
-    pub fn client(&self, connection_id: impl Into<String>) -> ClientProxy {
-        self.proxy(Target::Connection(connection_id.into()))
+    /// One connection; besides sending, it can be invoked for a result.
+    pub fn client(&self, connection_id: impl Into<String>) -> SingleClientProxy {
+        let connection = connection_id.into();
+        SingleClientProxy {
+            proxy: self.proxy(Target::Connection(connection.clone())),
+            connection,
+        }
     }
 
     /// Several connections.
@@ -110,7 +120,7 @@ impl CallerClients {
     }
 
     /// The calling connection.
-    pub fn caller(&self) -> ClientProxy {
+    pub fn caller(&self) -> SingleClientProxy {
         self.clients.client(self.caller.clone())
     }
 
@@ -169,6 +179,68 @@ impl ClientProxy {
             ack_id: 0,
         };
         self.hub.outbox().send(Kind::Send(send)).await
+    }
+}
+
+/// One connection: send to it like any audience (it derefs to
+/// [`ClientProxy`]), or invoke one of its methods and wait for the value it
+/// returns (client results).
+#[derive(Clone, Debug)]
+pub struct SingleClientProxy {
+    proxy: ClientProxy,
+    connection: String,
+}
+
+impl SingleClientProxy {
+    /// Invokes `target` on this client and waits for its return value,
+    /// decoded as `R`, for at most [`DEFAULT_CLIENT_RESULT_TIMEOUT`].
+    /// `args` serializes to an array, as for [`ClientProxy::send`].
+    ///
+    /// Fails with [`ErrorKind::Client`](crate::ErrorKind::Client) when the
+    /// client answered with an error, has no handler for `target`, or
+    /// disconnected; [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) when
+    /// it did not answer in time; [`ErrorKind::Decode`](crate::ErrorKind::Decode)
+    /// when its value is not an `R` (a client method returning nothing
+    /// decodes as `()` or `None`).
+    pub async fn invoke<R: DeserializeOwned>(
+        &self,
+        target: &str,
+        args: impl Serialize,
+    ) -> Result<R> {
+        self.invoke_with_timeout(target, args, DEFAULT_CLIENT_RESULT_TIMEOUT)
+            .await
+    }
+
+    /// [`invoke`](Self::invoke) with its own timeout.
+    pub async fn invoke_with_timeout<R: DeserializeOwned>(
+        &self,
+        target: &str,
+        args: impl Serialize,
+        timeout: Duration,
+    ) -> Result<R> {
+        let arguments = Payload::json(encode_arguments(&args)?);
+        let outcome = self
+            .proxy
+            .hub
+            .outbox()
+            .invoke_client(&self.connection, target, arguments, timeout)
+            .await?;
+        match outcome {
+            client_result::Outcome::Value(payload) => {
+                decode(&payload).map_err(|err| Repr::Decode(err).into())
+            }
+            client_result::Outcome::Void(_) => R::deserialize(serde_json::Value::Null)
+                .map_err(|err| Repr::Decode(err.to_string()).into()),
+            client_result::Outcome::Error(text) => Err(Repr::Client(text).into()),
+        }
+    }
+}
+
+impl Deref for SingleClientProxy {
+    type Target = ClientProxy;
+
+    fn deref(&self) -> &ClientProxy {
+        &self.proxy
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use switchboard_proto::server_message::Kind;
-use switchboard_proto::{CloseConnection, ConnectionOpened, Query, query};
+use switchboard_proto::{CloseConnection, ConnectionOpened, Encoding, Query, query};
 
 use crate::clients::{CallerClients, Clients};
 use crate::error::Result;
@@ -155,11 +155,27 @@ impl Connection {
         }
     }
 
-    /// A connection known only by id (the proxy did not announce it).
-    pub(crate) fn unannounced(id: String) -> Self {
+    /// A connection known only by id (the proxy did not announce it); its
+    /// protocol is guessed from the encoding of what it sent.
+    pub(crate) fn unannounced(id: String, encoding: Encoding) -> Self {
+        let protocol = match encoding {
+            Encoding::Messagepack => "messagepack",
+            Encoding::Json | Encoding::Unspecified => "json",
+        };
         Self {
             id,
+            protocol: protocol.to_owned(),
             ..Self::default()
+        }
+    }
+
+    /// The encoding this client reads natively; answers use it so the
+    /// proxy need not convert them.
+    pub(crate) fn encoding(&self) -> Encoding {
+        if self.protocol.eq_ignore_ascii_case("messagepack") {
+            Encoding::Messagepack
+        } else {
+            Encoding::Json
         }
     }
 
@@ -262,6 +278,11 @@ impl Context {
     /// The hub's name.
     pub fn hub_name(&self) -> &str {
         self.hub.name()
+    }
+
+    /// The calling client's encoding, for results and stream items.
+    pub(crate) fn encoding(&self) -> Encoding {
+        self.connection.encoding()
     }
 
     /// Everything known about the calling connection.

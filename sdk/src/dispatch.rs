@@ -1,7 +1,10 @@
 //! Runs what the proxy asks for: tracks the connections assigned to this app
 //! server and runs their connect handler, invocations and disconnect handler
 //! one at a time, in arrival order, while different connections run
-//! concurrently.
+//! concurrently. Server-to-client streams and methods reading upload
+//! streams run beside that order once started, as in SignalR.
+
+mod streams;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -11,14 +14,16 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use switchboard_proto::server_message::Kind;
 use switchboard_proto::{
-    ClientInvocation, ConnectionClosed, ConnectionOpened, InvocationResult, Payload, Void,
-    invocation_result, proxy_message,
+    CancelInvocation, ClientInvocation, ClientStreamCompletion, ClientStreamItem, ConnectionClosed,
+    ConnectionOpened, InvocationResult, Payload, Void, invocation_result, proxy_message,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::context::{Connection, Context, Disconnect, HubContext};
-use crate::hub::{Completion, Hub, texts};
+use crate::hub::upload::{self, Uploads};
+use crate::hub::{Completion, Hub, Started, texts};
 use crate::link::Outbox;
+use streams::Live;
 
 /// Invocations a single connection may have waiting before further ones
 /// are refused, so one flooding client cannot grow memory without bound.
@@ -44,6 +49,18 @@ struct Slot {
     hub: Option<Hub>,
     ctx: Context,
     queue: Mutex<Queue>,
+    live: Mutex<Live>,
+}
+
+impl Slot {
+    fn new(hub: Option<Hub>, ctx: Context) -> Self {
+        Self {
+            hub,
+            ctx,
+            queue: Mutex::new(Queue::default()),
+            live: Mutex::new(Live::default()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -56,8 +73,29 @@ struct Queue {
 
 enum Job {
     Connected,
-    Invoke(ClientInvocation),
+    Invoke(Box<Invocation>),
     Disconnected(Disconnect),
+}
+
+/// A client invocation with the channels opened for it on arrival, so
+/// stream items and cancellations that overtake a queued invocation are
+/// not lost.
+struct Invocation {
+    message: ClientInvocation,
+    uploads: Uploads,
+    /// For a stream: resolves when the client cancels it or goes away.
+    cancel: Option<oneshot::Receiver<()>>,
+}
+
+/// Counts a running handler or stream for `wait_idle`, until dropped.
+struct Busy(Arc<Dispatcher>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Dispatcher {
@@ -116,14 +154,12 @@ impl Dispatcher {
             K::ConnectionOpened(opened) => self.opened(opened),
             K::ConnectionClosed(closed) => self.closed(closed),
             K::ClientInvocation(invocation) => self.invocation(invocation),
+            K::ClientStreamItem(item) => self.stream_item(item),
+            K::ClientStreamCompletion(completion) => self.stream_completion(completion),
+            K::CancelInvocation(cancel) => self.cancel(cancel),
+            K::ClientResult(result) => self.outbox.client_result(result),
             K::Ack(ack) => self.outbox.acknowledge(ack),
             K::Ping(_) | K::Welcome(_) => {}
-            K::ClientStreamItem(_)
-            | K::ClientStreamCompletion(_)
-            | K::CancelInvocation(_)
-            | K::ClientResult(_) => {
-                tracing::debug!("ignoring a streaming or client-result message: not supported");
-            }
         }
     }
 
@@ -137,6 +173,7 @@ impl Dispatcher {
             .map(|(_, slot)| slot)
             .collect();
         for slot in slots {
+            slot.live.lock().end();
             self.enqueue(&slot, Job::Disconnected(Disconnect::link_lost()));
         }
     }
@@ -149,14 +186,12 @@ impl Dispatcher {
     fn opened(self: &Arc<Self>, opened: ConnectionOpened) {
         let (hub, hub_ctx) = self.lookup(&opened.hub);
         let id = opened.connection.clone();
-        let slot = Arc::new(Slot {
-            hub,
-            ctx: Context::new(hub_ctx, Arc::new(Connection::from_opened(opened))),
-            queue: Mutex::new(Queue::default()),
-        });
+        let ctx = Context::new(hub_ctx, Arc::new(Connection::from_opened(opened)));
+        let slot = Arc::new(Slot::new(hub, ctx));
         let previous = self.connections.lock().insert(id, slot.clone());
         if let Some(previous) = previous {
             // Announced twice: end the old one so its handlers stay paired.
+            previous.live.lock().end();
             self.enqueue(&previous, Job::Disconnected(Disconnect::link_lost()));
         }
         self.enqueue(&slot, Job::Connected);
@@ -165,6 +200,8 @@ impl Dispatcher {
     fn closed(self: &Arc<Self>, closed: ConnectionClosed) {
         let slot = self.connections.lock().remove(&closed.connection);
         if let Some(slot) = slot {
+            // Streams of a closed connection stop; uploads end unfinished.
+            slot.live.lock().end();
             let disconnect = Disconnect {
                 reason: closed.reason,
                 error: Some(closed.error).filter(|error| !error.is_empty()),
@@ -183,18 +220,90 @@ impl Dispatcher {
                     // with what the invocation tells.
                     tracing::debug!(connection = %invocation.connection, "invocation from an unannounced connection");
                     let (hub, hub_ctx) = self.lookup(&invocation.hub);
-                    let connection = Connection::unannounced(invocation.connection.clone());
-                    let slot = Arc::new(Slot {
-                        hub,
-                        ctx: Context::new(hub_ctx, Arc::new(connection)),
-                        queue: Mutex::new(Queue::default()),
-                    });
+                    let encoding = invocation
+                        .arguments
+                        .as_ref()
+                        .map_or(switchboard_proto::Encoding::Json, Payload::encoding);
+                    let connection =
+                        Connection::unannounced(invocation.connection.clone(), encoding);
+                    let slot =
+                        Arc::new(Slot::new(hub, Context::new(hub_ctx, Arc::new(connection))));
                     connections.insert(invocation.connection.clone(), slot.clone());
                     slot
                 }
             }
         };
-        self.enqueue(&slot, Job::Invoke(invocation));
+        let (uploads, cancel) = {
+            let mut live = slot.live.lock();
+            if invocation.streaming && live.streams.contains_key(&invocation.invocation_id) {
+                drop(live);
+                // Leave the running stream alone; only refuse the newcomer.
+                let error =
+                    Completion::Error(texts::invocation_id_in_use(&invocation.invocation_id));
+                self.reply_later(&invocation, error);
+                return;
+            }
+            let uploads = invocation
+                .stream_ids
+                .iter()
+                .map(|stream_id| {
+                    let (feed, upload) = upload::channel();
+                    live.uploads.insert(stream_id.clone(), feed);
+                    upload
+                })
+                .collect();
+            let cancel = invocation.streaming.then(|| {
+                let (cancel_tx, cancel_rx) = oneshot::channel();
+                live.streams
+                    .insert(invocation.invocation_id.clone(), cancel_tx);
+                cancel_rx
+            });
+            (Uploads::new(uploads), cancel)
+        };
+        self.enqueue(
+            &slot,
+            Job::Invoke(Box::new(Invocation {
+                message: invocation,
+                uploads,
+                cancel,
+            })),
+        );
+    }
+
+    fn stream_item(&self, item: ClientStreamItem) {
+        let Some(slot) = self.slot(&item.connection) else {
+            return;
+        };
+        let payload = item.item.unwrap_or_else(|| Payload::json("null"));
+        slot.live.lock().upload_item(&item.stream_id, payload);
+    }
+
+    fn stream_completion(&self, completion: ClientStreamCompletion) {
+        if let Some(slot) = self.slot(&completion.connection) {
+            slot.live
+                .lock()
+                .upload_complete(&completion.stream_id, completion.error);
+        }
+    }
+
+    fn cancel(&self, cancel: CancelInvocation) {
+        if let Some(slot) = self.slot(&cancel.connection) {
+            slot.live.lock().cancel(&cancel.invocation_id);
+        }
+    }
+
+    fn slot(&self, connection: &str) -> Option<Arc<Slot>> {
+        let slot = self.connections.lock().get(connection).cloned();
+        if slot.is_none() {
+            tracing::debug!(%connection, "stream message for an unknown connection");
+        }
+        slot
+    }
+
+    /// Counts work running outside a connection's queue.
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
     }
 
     fn lookup(&self, hub: &str) -> (Option<Hub>, HubContext) {
@@ -215,11 +324,10 @@ impl Dispatcher {
                     connection = slot.ctx.connection_id(),
                     "too many queued invocations; refusing"
                 );
+                let invocation = &invocation.message;
+                slot.live.lock().forget(invocation);
                 let error = Completion::Error(texts::unexpected(&invocation.target));
-                if let Some(result) = result_message(invocation, error) {
-                    let outbox = self.outbox.clone();
-                    tokio::spawn(async move { outbox.send(result).await });
-                }
+                self.reply_later(invocation, error);
                 return;
             }
             queue.invocations += 1;
@@ -258,7 +366,7 @@ impl Dispatcher {
         }
     }
 
-    async fn run(&self, slot: &Slot, job: Job) {
+    async fn run(self: &Arc<Self>, slot: &Arc<Slot>, job: Job) {
         let ctx = slot.ctx.clone();
         match job {
             Job::Connected => {
@@ -274,28 +382,92 @@ impl Dispatcher {
                     hub.disconnected(ctx, disconnect).await;
                 }
             }
-            Job::Invoke(invocation) => {
-                let completion = match &slot.hub {
-                    Some(hub) => {
-                        let args = invocation
-                            .arguments
-                            .clone()
-                            .unwrap_or_else(|| Payload::json("[]"));
-                        hub.invoke(ctx, &invocation.target, &args, invocation.streaming)
-                            .await
-                    }
-                    None => Completion::Error(texts::method_does_not_exist(&invocation.target)),
-                };
-                if let Some(result) = result_message(&invocation, completion)
-                    && let Err(err) = self.outbox.send(result).await
-                {
-                    tracing::debug!(
-                        connection = %invocation.connection,
-                        error = %err,
-                        "cannot deliver invocation result"
-                    );
-                }
+            Job::Invoke(invocation) => self.invoke(slot, *invocation).await,
+        }
+    }
+
+    /// Runs one invocation. Plain methods finish before the queue moves on;
+    /// methods reading upload streams and streaming methods (once their
+    /// stream exists) continue in their own task.
+    async fn invoke(self: &Arc<Self>, slot: &Arc<Slot>, invocation: Invocation) {
+        let Invocation {
+            message,
+            uploads,
+            cancel,
+        } = invocation;
+        let started = match &slot.hub {
+            Some(hub) => {
+                let args = message
+                    .arguments
+                    .clone()
+                    .unwrap_or_else(|| Payload::json("[]"));
+                hub.start(
+                    slot.ctx.clone(),
+                    &message.target,
+                    &args,
+                    uploads,
+                    message.streaming,
+                )
             }
+            None => Started::Refused(texts::method_does_not_exist(&message.target)),
+        };
+        match started {
+            Started::Refused(error) => {
+                slot.live.lock().forget(&message);
+                self.reply(&message, Completion::Error(error)).await;
+            }
+            Started::Unary(future) if !message.stream_ids.is_empty() => {
+                let busy = self.busy();
+                let this = self.clone();
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    let completion = future.await;
+                    slot.live.lock().forget(&message);
+                    this.reply(&message, completion).await;
+                    drop(busy);
+                });
+            }
+            Started::Unary(future) => {
+                let completion = future.await;
+                self.reply(&message, completion).await;
+            }
+            Started::Stream(future) => match future.await {
+                Err(completion) => {
+                    slot.live.lock().forget(&message);
+                    self.reply(&message, completion).await;
+                }
+                Ok(items) => {
+                    let busy = self.busy();
+                    let this = self.clone();
+                    let slot = slot.clone();
+                    tokio::spawn(async move {
+                        let completion = streams::pump(&this.outbox, &message, items, cancel).await;
+                        slot.live.lock().forget(&message);
+                        this.reply(&message, completion).await;
+                        drop(busy);
+                    });
+                }
+            },
+        }
+    }
+
+    /// Replies without making the caller wait (the link reader must not).
+    fn reply_later(&self, invocation: &ClientInvocation, completion: Completion) {
+        if let Some(result) = result_message(invocation, completion) {
+            let outbox = self.outbox.clone();
+            tokio::spawn(async move { outbox.send(result).await });
+        }
+    }
+
+    async fn reply(&self, invocation: &ClientInvocation, completion: Completion) {
+        if let Some(result) = result_message(invocation, completion)
+            && let Err(err) = self.outbox.send(result).await
+        {
+            tracing::debug!(
+                connection = %invocation.connection,
+                error = %err,
+                "cannot deliver invocation result"
+            );
         }
     }
 }
@@ -307,7 +479,7 @@ fn result_message(invocation: &ClientInvocation, completion: Completion) -> Opti
         return None;
     }
     let outcome = match completion {
-        Completion::Value(json) => invocation_result::Outcome::Value(Payload::json(json)),
+        Completion::Value(payload) => invocation_result::Outcome::Value(payload),
         Completion::Void => invocation_result::Outcome::Void(Void {}),
         Completion::Error(text) => invocation_result::Outcome::Error(text),
     };

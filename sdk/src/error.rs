@@ -14,7 +14,8 @@ pub enum ErrorKind {
     LinkDown,
     /// The link dropped or the server shut down before the proxy answered.
     LinkLost,
-    /// The proxy did not answer an acknowledged request in time.
+    /// The proxy did not answer an acknowledged request in time, or a
+    /// client did not answer an invocation in time.
     Timeout,
     /// The proxy answered that the connection, group or user does not exist.
     NotFound,
@@ -22,6 +23,11 @@ pub enum ErrorKind {
     Rejected,
     /// Arguments or results could not be encoded.
     Encode,
+    /// A client's result could not be decoded as the type asked for.
+    Decode,
+    /// The client answered an invocation with an error, had no handler
+    /// for it, or disconnected first; the message is the proxy's text.
+    Client,
     /// The server was shut down.
     Shutdown,
 }
@@ -52,6 +58,12 @@ pub(crate) enum Repr {
     Rejected(String),
     #[error("cannot encode: {0}")]
     Encode(String),
+    #[error("cannot decode the client's result: {0}")]
+    Decode(String),
+    #[error("{0}")]
+    Client(String),
+    #[error("the client did not answer within {0:?}")]
+    ClientTimeout(std::time::Duration),
     #[error("the server was shut down")]
     Shutdown,
 }
@@ -64,10 +76,12 @@ impl Error {
             Repr::Token(_) => ErrorKind::Token,
             Repr::LinkDown => ErrorKind::LinkDown,
             Repr::LinkLost => ErrorKind::LinkLost,
-            Repr::Timeout(_) => ErrorKind::Timeout,
+            Repr::Timeout(_) | Repr::ClientTimeout(_) => ErrorKind::Timeout,
             Repr::NotFound(_) => ErrorKind::NotFound,
             Repr::Rejected(_) => ErrorKind::Rejected,
             Repr::Encode(_) => ErrorKind::Encode,
+            Repr::Decode(_) => ErrorKind::Decode,
+            Repr::Client(_) => ErrorKind::Client,
             Repr::Shutdown => ErrorKind::Shutdown,
         }
     }

@@ -3,8 +3,10 @@
 //! texts SignalR clients expect.
 
 mod arguments;
+pub(crate) mod encoding;
 mod outcome;
 pub(crate) mod texts;
+pub(crate) mod upload;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,20 +14,40 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde::Serialize;
 use switchboard_proto::{Encoding, Payload};
 
 pub use arguments::Arguments;
-use outcome::Outcome;
+pub(crate) use outcome::Outcome;
 pub use outcome::{HubError, MethodResult};
+pub use upload::{MAX_UNREAD_UPLOAD_ITEMS, UploadError, UploadStream};
 
 use crate::context::{Context, Disconnect};
-use arguments::{BindError, bind_json};
+use arguments::{BindError, bind_json, bind_msgpack};
 use outcome::sealed::Sealed as _;
+use outcome::{error_outcome, value_outcome};
+use upload::Uploads;
 
-type MethodFn =
-    Arc<dyn Fn(Context, &Payload) -> Result<BoxFuture<'static, Outcome>, BindError> + Send + Sync>;
+/// Items of a server-to-client stream, each already encoded (or a failure).
+pub(crate) type ItemStream = BoxStream<'static, Outcome>;
+
+type UnaryFn = Arc<
+    dyn Fn(Context, &Payload, Uploads) -> Result<BoxFuture<'static, Outcome>, BindError>
+        + Send
+        + Sync,
+>;
+type StreamFn = Arc<
+    dyn Fn(
+            Context,
+            &Payload,
+            Uploads,
+        ) -> Result<BoxFuture<'static, Result<ItemStream, Outcome>>, BindError>
+        + Send
+        + Sync,
+>;
 type ConnectedFn = Arc<dyn Fn(Context) -> BoxFuture<'static, Outcome> + Send + Sync>;
 type DisconnectedFn = Arc<dyn Fn(Context, Disconnect) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
@@ -38,10 +60,22 @@ pub struct Hub {
     inner: Arc<HubInner>,
 }
 
+/// A registered method: how it answers, and how many upload streams it
+/// takes.
+struct Method {
+    kind: MethodKind,
+    streams: usize,
+}
+
+enum MethodKind {
+    Unary(UnaryFn),
+    Streaming(StreamFn),
+}
+
 struct HubInner {
     name: String,
     /// Keyed by lower-cased method name: clients match case-insensitively.
-    methods: HashMap<String, MethodFn>,
+    methods: HashMap<String, Method>,
     on_connected: Option<ConnectedFn>,
     on_disconnected: Option<DisconnectedFn>,
 }
@@ -69,40 +103,62 @@ impl Hub {
         self.inner.methods.contains_key(&method.to_lowercase())
     }
 
-    /// Runs `target` for one invocation and maps the outcome to what the
-    /// client receives. Never panics: a panicking method is a failure.
-    pub(crate) async fn invoke(
+    /// Checks and binds one invocation and hands back what is left to run.
+    /// Refusals (unknown method, wrong invocation kind, wrong number of
+    /// arguments or streams) come back as [`Started::Refused`].
+    pub(crate) fn start(
         &self,
         ctx: Context,
         target: &str,
         args: &Payload,
+        uploads: Uploads,
         streaming: bool,
-    ) -> Completion {
+    ) -> Started {
         let Some(method) = self.inner.methods.get(&target.to_lowercase()) else {
-            return Completion::Error(texts::method_does_not_exist(target));
+            return Started::Refused(texts::method_does_not_exist(target));
         };
-        if streaming {
-            return Completion::Error(texts::streaming_mismatch(target));
+        match (&method.kind, streaming) {
+            (MethodKind::Unary(_), true) => {
+                return Started::Refused(texts::streaming_mismatch(target));
+            }
+            (MethodKind::Streaming(_), false) => {
+                return Started::Refused(texts::non_streaming_invocation(target));
+            }
+            _ => {}
         }
-        let future = match method(ctx, args) {
-            Ok(future) => future,
-            Err(BindError::Count { provided, expected }) => {
-                return Completion::Error(texts::wrong_count(target, provided, expected));
-            }
-            Err(BindError::Type) => return Completion::Error(texts::binding_failed(target)),
+        if uploads.len() != method.streams {
+            return Started::Refused(texts::stream_count(target, uploads.len(), method.streams));
+        }
+        let bound = match &method.kind {
+            MethodKind::Unary(run) => run(ctx, args, uploads).map(|future| {
+                let target = target.to_owned();
+                Started::Unary(
+                        async move {
+                            completion(&target, AssertUnwindSafe(future).catch_unwind().await)
+                        }
+                        .boxed(),
+                    )
+            }),
+            MethodKind::Streaming(run) => run(ctx, args, uploads).map(|future| {
+                let target = target.to_owned();
+                Started::Stream(
+                    async move {
+                        match AssertUnwindSafe(future).catch_unwind().await {
+                            Ok(Ok(items)) => Ok(items),
+                            Ok(Err(outcome)) => Err(completion(&target, Ok(outcome))),
+                            Err(panic) => Err(completion(&target, Err(panic))),
+                        }
+                    }
+                    .boxed(),
+                )
+            }),
         };
-        match AssertUnwindSafe(future).catch_unwind().await {
-            Ok(Outcome::Value(json)) => Completion::Value(json),
-            Ok(Outcome::Void) => Completion::Void,
-            Ok(Outcome::HubError(message)) => Completion::Error(texts::hub_error(target, &message)),
-            Ok(Outcome::Failed(detail)) => {
-                tracing::warn!(method = target, error = %detail, "hub method failed");
-                Completion::Error(texts::unexpected(target))
+        match bound {
+            Ok(started) => started,
+            Err(BindError::Count { provided, expected }) => {
+                Started::Refused(texts::wrong_count(target, provided, expected))
             }
-            Err(_) => {
-                tracing::error!(method = target, "hub method panicked");
-                Completion::Error(texts::unexpected(target))
-            }
+            Err(BindError::Type) => Started::Refused(texts::binding_failed(target)),
         }
     }
 
@@ -155,11 +211,39 @@ impl fmt::Debug for Hub {
     }
 }
 
+/// What is left of an invocation once it was checked and bound.
+pub(crate) enum Started {
+    /// Refused before running; the full error text for the client.
+    Refused(String),
+    /// A method with one answer.
+    Unary(BoxFuture<'static, Completion>),
+    /// A streaming method: its future yields the items, or the completion
+    /// when it failed before streaming.
+    Stream(BoxFuture<'static, Result<ItemStream, Completion>>),
+}
+
+/// Maps a method's outcome (or panic) to what the client receives.
+fn completion(target: &str, ran: std::thread::Result<Outcome>) -> Completion {
+    match ran {
+        Ok(Outcome::Value(payload)) => Completion::Value(payload),
+        Ok(Outcome::Void) => Completion::Void,
+        Ok(Outcome::HubError(message)) => Completion::Error(texts::hub_error(target, &message)),
+        Ok(Outcome::Failed(detail)) => {
+            tracing::warn!(method = target, error = %detail, "hub method failed");
+            Completion::Error(texts::unexpected(target))
+        }
+        Err(_) => {
+            tracing::error!(method = target, "hub method panicked");
+            Completion::Error(texts::unexpected(target))
+        }
+    }
+}
+
 /// What the client receives for an invocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Completion {
-    /// A JSON result (possibly `null`).
-    Value(bytes::Bytes),
+    /// A result (possibly `null`) in the caller's encoding.
+    Value(Payload),
     /// No result.
     Void,
     /// The full error text for the client.
@@ -192,21 +276,81 @@ impl HubBuilder {
     ///
     /// # Panics
     /// When a method of the same name (ignoring case) was already added.
-    pub fn method<F, A, Fut>(mut self, name: impl Into<String>, handler: F) -> Self
+    pub fn method<F, A, Fut>(self, name: impl Into<String>, handler: F) -> Self
     where
         F: Fn(Context, A) -> Fut + Send + Sync + 'static,
         A: Arguments,
         Fut: Future + Send + 'static,
         Fut::Output: MethodResult,
     {
-        let name = name.into();
-        let key = name.to_lowercase();
-        let erased: MethodFn = Arc::new(move |ctx: Context, payload: &Payload| {
-            let args = bind::<A>(payload)?;
+        let erased: UnaryFn = Arc::new(move |ctx: Context, payload: &Payload, uploads| {
+            let encoding = ctx.encoding();
+            let args = bind::<A>(payload, uploads)?;
             let future = handler(ctx, args);
-            Ok(async move { future.await.into_outcome() }.boxed())
+            Ok(async move { future.await.into_outcome(encoding) }.boxed())
         });
-        let previous = self.inner.methods.insert(key, erased);
+        self.add(name.into(), MethodKind::Unary(erased), A::STREAMS)
+    }
+
+    /// Adds a streaming method, which clients call with `stream(...)`. The
+    /// handler's future yields the stream of items (or fails before
+    /// streaming); each item is `Ok(value)` or an `Err` that ends the stream
+    /// with an error, worded as the reference server does.
+    ///
+    /// When the client cancels (or disconnects) the stream is dropped, so
+    /// the producer stops at its next await point; the client then gets a
+    /// normal completion. Streaming methods do not hold up the caller's
+    /// other invocations once their stream is returned.
+    ///
+    /// ```
+    /// use futures_util::stream;
+    /// use switchboard_sdk::{Context, Hub, HubError};
+    ///
+    /// let hub = Hub::builder("count")
+    ///     .stream_method("Count", |_ctx: Context, (n,): (u32,)| async move {
+    ///         Ok::<_, HubError>(stream::iter((0..n).map(Ok::<_, HubError>)))
+    ///     })
+    ///     .build();
+    /// assert!(hub.has_method("count"));
+    /// ```
+    ///
+    /// # Panics
+    /// When a method of the same name (ignoring case) was already added.
+    pub fn stream_method<F, A, Fut, S, E, T, IE>(self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Context, A) -> Fut + Send + Sync + 'static,
+        A: Arguments,
+        Fut: Future<Output = Result<S, E>> + Send + 'static,
+        E: Into<HubError> + Send + 'static,
+        S: Stream<Item = Result<T, IE>> + Send + 'static,
+        T: Serialize + Send + 'static,
+        IE: Into<HubError> + Send + 'static,
+    {
+        let erased: StreamFn = Arc::new(move |ctx: Context, payload: &Payload, uploads| {
+            let encoding = ctx.encoding();
+            let args = bind::<A>(payload, uploads)?;
+            let future = handler(ctx, args);
+            Ok(async move {
+                match future.await {
+                    Ok(items) => Ok(items
+                        .map(move |item| match item {
+                            Ok(value) => value_outcome(&value, encoding),
+                            Err(err) => error_outcome(err.into()),
+                        })
+                        .boxed()),
+                    Err(err) => Err(error_outcome(err.into())),
+                }
+            }
+            .boxed())
+        });
+        self.add(name.into(), MethodKind::Streaming(erased), A::STREAMS)
+    }
+
+    fn add(mut self, name: String, kind: MethodKind, streams: usize) -> Self {
+        let previous = self
+            .inner
+            .methods
+            .insert(name.to_lowercase(), Method { kind, streams });
         assert!(
             previous.is_none(),
             "hub '{}' already has a method named '{name}' (names are case-insensitive)",
@@ -227,7 +371,7 @@ impl HubBuilder {
     {
         self.inner.on_connected = Some(Arc::new(move |ctx| {
             let future = handler(ctx);
-            async move { future.await.into_outcome() }.boxed()
+            async move { future.await.into_outcome(Encoding::Json) }.boxed()
         }));
         self
     }
@@ -243,7 +387,7 @@ impl HubBuilder {
     {
         self.inner.on_disconnected = Some(Arc::new(move |ctx, disconnect| {
             let future = handler(ctx, disconnect);
-            async move { future.await.into_outcome() }.boxed()
+            async move { future.await.into_outcome(Encoding::Json) }.boxed()
         }));
         self
     }
@@ -256,10 +400,9 @@ impl HubBuilder {
     }
 }
 
-fn bind<A: Arguments>(payload: &Payload) -> Result<A, BindError> {
-    if payload.encoding() == Encoding::Messagepack {
-        // The proxy hands app servers JSON; anything else cannot be bound.
-        return Err(BindError::Type);
+fn bind<A: Arguments>(payload: &Payload, mut uploads: Uploads) -> Result<A, BindError> {
+    match payload.encoding() {
+        Encoding::Messagepack => bind_msgpack(&payload.data, &mut uploads),
+        Encoding::Json | Encoding::Unspecified => bind_json(&payload.data, &mut uploads),
     }
-    bind_json(&payload.data)
 }

@@ -43,8 +43,23 @@
 //! reach the client with the reference SignalR error texts: see
 //! [`HubError`] for what the client sees.
 //!
+//! Beyond plain methods:
+//!
+//! - [`HubBuilder::stream_method`] serves `connection.stream(...)`: the
+//!   method returns a stream of items; a client cancel (or disconnect) drops
+//!   it and the client still gets its completion.
+//! - An [`UploadStream`] in a method's arguments tuple receives a stream the
+//!   client uploads (a `Subject` in JavaScript) while the method runs.
+//! - [`SingleClientProxy::invoke`] calls a method on one client and waits
+//!   for the value it returns (client results).
+//! - Arguments are decoded from the client's own JSON or MessagePack bytes,
+//!   and results and stream items are encoded in the caller's protocol.
+//!   Sends to clients carry JSON; the proxy converts for MessagePack clients.
+//!
 //! Invocations from one connection run one at a time, in order; different
-//! connections run concurrently. Outside handlers, [`Server::hub`] gives a
+//! connections run concurrently. Streaming methods (once their stream is
+//! returned) and methods reading upload streams run beside that order, as
+//! in SignalR. Outside handlers, [`Server::hub`] gives a
 //! [`HubContext`] with the same sending and group API.
 
 #![forbid(unsafe_code)]
@@ -62,12 +77,17 @@ mod negotiate;
 mod server;
 mod token;
 
-pub use clients::{CallerClients, ClientProxy, Clients};
+pub use clients::{
+    CallerClients, ClientProxy, Clients, DEFAULT_CLIENT_RESULT_TIMEOUT, SingleClientProxy,
+};
 pub use connection_string::{ConnectionString, DEFAULT_SERVER_PORT};
 pub use context::{Connection, Context, Disconnect, HubContext};
 pub use error::{Error, ErrorKind, Result};
 pub use groups::{CallerGroups, Groups};
-pub use hub::{Arguments, Hub, HubBuilder, HubError, MethodResult};
+pub use hub::{
+    Arguments, Hub, HubBuilder, HubError, MAX_UNREAD_UPLOAD_ITEMS, MethodResult, UploadError,
+    UploadStream,
+};
 pub use negotiate::{NegotiateOptions, NegotiateRequest, NegotiateResponse, Negotiator};
 pub use server::{
     DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,

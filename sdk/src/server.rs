@@ -105,6 +105,7 @@ impl ServerBuilder {
 
     /// How long [`Server::shutdown`] lets running handlers finish (and
     /// deliver their results) before closing the link (default 5 s).
+    /// Streams still running then end with the link.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.settings.shutdown_grace = grace;
         self

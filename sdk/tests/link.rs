@@ -1,215 +1,22 @@
-//! The SDK against an in-process fake proxy: a real gRPC server on a
-//! loopback port that implements `Upstream` and lets each test play the
-//! proxy's side of the link message by message.
+//! The SDK's link, invocations, sends, groups and lifecycle against the
+//! in-process fake proxy.
 
-use std::collections::{HashMap, VecDeque};
+#[path = "support/fake_proxy.rs"]
+mod fake_proxy;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use fake_proxy::{ENDPOINT, Harness, KEY, WAIT};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use switchboard_proto::server_message::Kind as Out;
-use switchboard_proto::upstream_server::{Upstream, UpstreamServer};
 use switchboard_proto::{
-    Ack, ClientInvocation, ConnectionClosed, ConnectionOpened, Payload, ProxyFrame, ServerFrame,
-    ServerMessage, Welcome, ack, audience, group_change, invocation_result, proxy_message, query,
+    Ack, ClientInvocation, ConnectionClosed, Payload, Welcome, ack, audience, group_change,
+    invocation_result, proxy_message, query,
 };
-use switchboard_sdk::{ConnectionString, Context, Disconnect, ErrorKind, Hub, HubError, Server};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
-
-const KEY: &str = "integration-test-key";
-const ENDPOINT: &str = "http://proxy.test:8080";
-const WAIT: Duration = Duration::from_secs(5);
-
-/// A link the fake proxy accepted.
-struct Accepted {
-    authorization: Option<String>,
-    inbound: Streaming<ServerFrame>,
-    outbound: mpsc::Sender<Result<ProxyFrame, Status>>,
-}
-
-struct FakeProxy {
-    accepted: mpsc::UnboundedSender<Accepted>,
-}
-
-#[tonic::async_trait]
-impl Upstream for FakeProxy {
-    type LinkStream = ReceiverStream<Result<ProxyFrame, Status>>;
-
-    async fn link(
-        &self,
-        request: Request<Streaming<ServerFrame>>,
-    ) -> Result<Response<Self::LinkStream>, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let (outbound, receiver) = mpsc::channel(64);
-        let _ = self.accepted.send(Accepted {
-            authorization,
-            inbound: request.into_inner(),
-            outbound,
-        });
-        Ok(Response::new(ReceiverStream::new(receiver)))
-    }
-}
-
-/// The test's end of one link: read what the app server sent, answer it.
-struct Link {
-    authorization: Option<String>,
-    inbound: Streaming<ServerFrame>,
-    outbound: mpsc::Sender<Result<ProxyFrame, Status>>,
-    buffered: VecDeque<ServerMessage>,
-}
-
-impl Link {
-    /// The next message from the app server (frames may batch several).
-    async fn next(&mut self) -> Out {
-        self.try_next(WAIT)
-            .await
-            .expect("the app server sent nothing in time")
-    }
-
-    /// The next message, or `None` if nothing arrives within `wait`.
-    async fn try_next(&mut self, wait: Duration) -> Option<Out> {
-        loop {
-            if let Some(message) = self.buffered.pop_front() {
-                return Some(message.kind.expect("message without kind"));
-            }
-            let frame = tokio::time::timeout(wait, self.inbound.message())
-                .await
-                .ok()?;
-            let frame = frame.expect("link stream failed")?;
-            self.buffered.extend(frame.messages);
-        }
-    }
-
-    async fn send(&self, kind: proxy_message::Kind) {
-        self.outbound
-            .send(Ok(ProxyFrame::one(kind)))
-            .await
-            .expect("app server went away");
-    }
-
-    async fn welcome(&mut self) {
-        let Out::Hello(hello) = self.next().await else {
-            panic!("the first message was not Hello");
-        };
-        self.send(proxy_message::Kind::Welcome(Welcome {
-            node_id: "node-1".into(),
-            hubs: hello.hubs,
-            max_message_bytes: 32 * 1024,
-        }))
-        .await;
-    }
-
-    async fn open(&self, connection: &str, user: &str) {
-        let mut claims = HashMap::new();
-        claims.insert("role".to_owned(), "\"admin\"".to_owned());
-        self.send(proxy_message::Kind::ConnectionOpened(ConnectionOpened {
-            connection: connection.into(),
-            hub: "TestHub".into(),
-            user_id: user.into(),
-            claims,
-            protocol: "json".into(),
-            transport: "WebSockets".into(),
-            ..ConnectionOpened::default()
-        }))
-        .await;
-    }
-
-    async fn invoke(&self, connection: &str, id: &str, target: &str, args: &str) {
-        self.send(proxy_message::Kind::ClientInvocation(ClientInvocation {
-            connection: connection.into(),
-            hub: "testhub".into(),
-            invocation_id: id.into(),
-            target: target.into(),
-            arguments: Some(Payload::json(args.to_owned())),
-            ..ClientInvocation::default()
-        }))
-        .await;
-    }
-
-    /// Invokes and returns the result's outcome, checking ids.
-    async fn call(&mut self, id: &str, target: &str, args: &str) -> invocation_result::Outcome {
-        self.invoke("c1", id, target, args).await;
-        self.result(id).await
-    }
-
-    async fn result(&mut self, id: &str) -> invocation_result::Outcome {
-        match self.next().await {
-            Out::InvocationResult(result) => {
-                assert_eq!(result.invocation_id, id);
-                result.outcome.expect("result without outcome")
-            }
-            other => panic!("expected the result of {id}, got {other:?}"),
-        }
-    }
-}
-
-struct Harness {
-    accepted: mpsc::UnboundedReceiver<Accepted>,
-    server: Server,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (accepted_tx, accepted) = mpsc::unbounded_channel();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(UpstreamServer::new(FakeProxy {
-                    accepted: accepted_tx,
-                }))
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
-        let conn = ConnectionString::parse(&format!(
-            "Endpoint={ENDPOINT};AccessKey={KEY};Version=1.0;ServerEndpoint=http://127.0.0.1:{port}"
-        ))
-        .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let server = Server::builder(conn)
-            .server_id("app-under-test")
-            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200))
-            .ack_timeout(Duration::from_secs(2))
-            .hub(test_hub(log.clone()))
-            .start();
-        Self {
-            accepted,
-            server,
-            log,
-        }
-    }
-
-    async fn accept(&mut self) -> Link {
-        let accepted = tokio::time::timeout(WAIT, self.accepted.recv())
-            .await
-            .expect("the app server did not link in time")
-            .unwrap();
-        Link {
-            authorization: accepted.authorization,
-            inbound: accepted.inbound,
-            outbound: accepted.outbound,
-            buffered: VecDeque::new(),
-        }
-    }
-
-    async fn linked(&mut self) -> Link {
-        let mut link = self.accept().await;
-        link.welcome().await;
-        tokio::time::timeout(WAIT, self.server.wait_ready())
-            .await
-            .expect("not ready in time")
-            .unwrap();
-        link
-    }
-}
+use switchboard_sdk::{Context, Disconnect, ErrorKind, Hub, HubError};
 
 fn test_hub(log: Arc<Mutex<Vec<String>>>) -> Hub {
     let connected_log = log.clone();
@@ -303,7 +110,7 @@ fn error(outcome: invocation_result::Outcome) -> String {
 
 #[tokio::test]
 async fn link_authenticates_with_a_bearer_token_and_says_hello() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.accept().await;
     assert!(!harness.server.is_ready());
 
@@ -346,7 +153,7 @@ async fn link_authenticates_with_a_bearer_token_and_says_hello() {
 
 #[tokio::test]
 async fn invocations_get_values_void_null_and_reference_error_texts() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     link.open("c1", "alice").await;
 
@@ -417,7 +224,7 @@ async fn invocations_get_values_void_null_and_reference_error_texts() {
 
 #[tokio::test]
 async fn sends_carry_audience_exclusions_and_a_json_array() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     link.open("c1", "").await;
     link.invoke("c1", "1", "ToOthers", r#"["hello"]"#).await;
@@ -441,7 +248,7 @@ async fn sends_carry_audience_exclusions_and_a_json_array() {
 
 #[tokio::test]
 async fn one_connection_runs_in_order_while_connections_run_concurrently() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     link.open("c1", "").await;
     link.open("c2", "").await;
@@ -464,7 +271,7 @@ async fn one_connection_runs_in_order_while_connections_run_concurrently() {
 
 #[tokio::test]
 async fn group_join_waits_for_the_proxy_ack() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     link.open("c1", "").await;
 
@@ -512,7 +319,7 @@ async fn group_join_waits_for_the_proxy_ack() {
 
 #[tokio::test]
 async fn link_reconnects_after_the_proxy_drops_the_stream() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let link = harness.linked().await;
     link.open("c1", "").await;
     let hub = harness.server.hub("TESTHUB").expect("hub handle");
@@ -557,7 +364,7 @@ async fn link_reconnects_after_the_proxy_drops_the_stream() {
 
 #[tokio::test]
 async fn closed_connections_run_the_disconnect_handler_and_shutdown_ends_the_link() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     link.open("c1", "").await;
     link.send(proxy_message::Kind::ConnectionClosed(ConnectionClosed {
@@ -582,7 +389,7 @@ async fn closed_connections_run_the_disconnect_handler_and_shutdown_ends_the_lin
 
 #[tokio::test]
 async fn shutdown_lets_running_invocations_deliver_their_results() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     link.open("c1", "").await;
     link.invoke("c1", "slow", "Record", "[7, 300]").await;
@@ -601,7 +408,7 @@ async fn shutdown_lets_running_invocations_deliver_their_results() {
 
 #[tokio::test]
 async fn hub_context_queries_and_closes_through_acknowledged_requests() {
-    let mut harness = Harness::start().await;
+    let mut harness = Harness::start(test_hub).await;
     let mut link = harness.linked().await;
     let hub = harness.server.hub("testhub").expect("hub handle");
 

@@ -1,7 +1,9 @@
 //! `testhub`: the conformance app server used by Switchboard's end-to-end
-//! tests. It serves hub `testhub` with one method per behaviour under test,
-//! plus HTTP routes to negotiate, mint tokens, read the connect/disconnect
-//! log and check readiness.
+//! tests. It serves hub `testhub` with one method per behaviour under test
+//! (including the streaming ones of the SignalR client test suites), plus
+//! HTTP routes to negotiate, mint tokens, read the connect/disconnect log,
+//! invoke a client for a result (`/clientresult/{connectionId}`) and check
+//! readiness.
 //!
 //! ```text
 //! SWITCHBOARD_CONNECTION_STRING='Endpoint=http://127.0.0.1:8080;AccessKey=...' \
@@ -12,17 +14,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
+use futures_util::{StreamExt, stream};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use switchboard_sdk::{
-    ConnectionString, Context, Disconnect, Hub, HubError, NegotiateOptions, NegotiateRequest,
-    Server,
+    ConnectionString, Context, Disconnect, Hub, HubContext, HubError, NegotiateOptions,
+    NegotiateRequest, Server, UploadStream,
 };
 
 const HUB: &str = "testhub";
@@ -80,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/token", get(token))
         .route("/events", get(list_events))
         .route("/health", get(health))
+        .route("/clientresult/{connection_id}", get(client_result))
         .merge(server.negotiate_routes(negotiate_options))
         .with_state(AppState {
             server: server.clone(),
@@ -145,6 +149,50 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "linking to the proxy")
+    }
+}
+
+/// `GET /clientresult/{connectionId}`: invokes that client's `Result`
+/// method and answers with its integer result, or the error text.
+async fn client_result(
+    State(state): State<AppState>,
+    Path(connection_id): Path<String>,
+) -> impl IntoResponse {
+    let Some(hub) = state.server.hub(HUB) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "hub not served".to_owned(),
+        );
+    };
+    let answer = hub
+        .clients()
+        .client(connection_id)
+        .invoke::<i64>("Result", ())
+        .await;
+    match answer {
+        Ok(value) => (StatusCode::OK, value.to_string()),
+        Err(err) => (StatusCode::OK, err.to_string()),
+    }
+}
+
+/// Tells the caller `StreamCanceled` when dropped, which happens when its
+/// stream is cancelled (or the connection goes away).
+struct NotifyCanceled {
+    hub: HubContext,
+    connection_id: String,
+}
+
+impl Drop for NotifyCanceled {
+    fn drop(&mut self) {
+        let caller = self
+            .hub
+            .clients()
+            .client(std::mem::take(&mut self.connection_id));
+        tokio::spawn(async move {
+            if let Err(err) = caller.send("StreamCanceled", ()).await {
+                tracing::debug!(error = %err, "cannot send StreamCanceled");
+            }
+        });
     }
 }
 
@@ -241,6 +289,50 @@ fn test_hub(server_id: String, events: Events) -> Hub {
                     all.send("Receive", (&payload,)).await?;
                 }
                 Ok::<_, HubError>(count)
+            },
+        )
+        .stream_method("Stream", |_ctx: Context, (): ()| async {
+            Ok::<_, HubError>(stream::iter(["a", "b", "c"].map(Ok::<_, HubError>)))
+        })
+        .stream_method("InfiniteStream", |ctx: Context, (): ()| async move {
+            let notify = NotifyCanceled {
+                hub: ctx.hub().clone(),
+                connection_id: ctx.connection_id().to_owned(),
+            };
+            // Never yields; ends only when cancelled, which drops `notify`.
+            let items = stream::pending::<Result<String, HubError>>().map(move |item| {
+                let _ = &notify;
+                item
+            });
+            Ok::<_, HubError>(items)
+        })
+        .stream_method("EmptyStream", |_ctx: Context, (): ()| async {
+            Ok::<_, HubError>(stream::empty::<Result<i32, HubError>>())
+        })
+        .stream_method(
+            "StreamThrowException",
+            |_ctx: Context, (msg,): (String,)| async move {
+                Err::<stream::Empty<Result<String, HubError>>, _>(HubError::new(msg))
+            },
+        )
+        .method(
+            "StreamingConcat",
+            |_ctx: Context, (mut parts,): (UploadStream<String>,)| async move {
+                let mut text = String::new();
+                while let Some(part) = parts.next().await {
+                    text.push_str(&part?);
+                }
+                Ok::<_, HubError>(text)
+            },
+        )
+        .method(
+            "InvokeClient",
+            |ctx: Context, (target,): (String,)| async move {
+                ctx.clients()
+                    .caller()
+                    .invoke::<serde_json::Value>(&target, ())
+                    .await
+                    .map_err(|err| HubError::new(err.to_string()))
             },
         )
         .method("GetServerId", move |_ctx: Context, (): ()| {

@@ -4,8 +4,10 @@
 use std::any::TypeId;
 use std::fmt;
 
-use bytes::Bytes;
 use serde::Serialize;
+use switchboard_proto::{Encoding, Payload};
+
+use super::encoding::encode;
 
 /// An error returned by a hub method.
 ///
@@ -73,10 +75,10 @@ impl fmt::Display for HubError {
 }
 
 /// The result of running a hub method, before it is put on the link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// A JSON value (possibly `null`).
-    Value(Bytes),
+    /// A value (possibly `null`) in the caller's encoding.
+    Value(Payload),
     /// No value.
     Void,
     /// A hub error; the message goes to the client.
@@ -88,7 +90,8 @@ pub enum Outcome {
 pub(crate) mod sealed {
     /// Keeps [`MethodResult`](super::MethodResult) implementable only here.
     pub trait Sealed {
-        fn into_outcome(self) -> super::Outcome;
+        /// Maps the return value, encoding a value in `encoding`.
+        fn into_outcome(self, encoding: super::Encoding) -> super::Outcome;
     }
 }
 
@@ -101,7 +104,7 @@ pub(crate) mod sealed {
 pub trait MethodResult: sealed::Sealed + Send + 'static {}
 
 impl sealed::Sealed for () {
-    fn into_outcome(self) -> Outcome {
+    fn into_outcome(self, _: Encoding) -> Outcome {
         Outcome::Void
     }
 }
@@ -113,19 +116,13 @@ where
     T: Serialize + Send + 'static,
     E: Into<HubError> + Send + 'static,
 {
-    fn into_outcome(self) -> Outcome {
+    fn into_outcome(self, encoding: Encoding) -> Outcome {
         match self {
             // `()` serializes as `null`, same as `None`; only the type tells
             // a void method apart from one that returned null.
             Ok(_) if TypeId::of::<T>() == TypeId::of::<()>() => Outcome::Void,
-            Ok(value) => match serde_json::to_vec(&value) {
-                Ok(json) => Outcome::Value(json.into()),
-                Err(err) => Outcome::Failed(format!("cannot serialize the result: {err}")),
-            },
-            Err(err) => match err.into().repr {
-                Repr::Hub(message) => Outcome::HubError(message),
-                Repr::Internal(err) => Outcome::Failed(err.to_string()),
-            },
+            Ok(value) => value_outcome(&value, encoding),
+            Err(err) => error_outcome(err.into()),
         }
     }
 }
@@ -137,6 +134,23 @@ where
 {
 }
 
+/// A value encoded for the caller, or a failure when it cannot be encoded.
+pub(crate) fn value_outcome<T: Serialize + ?Sized>(value: &T, encoding: Encoding) -> Outcome {
+    match encode(value, encoding) {
+        Ok(payload) => Outcome::Value(payload),
+        Err(err) => Outcome::Failed(format!("cannot serialize the result: {err}")),
+    }
+}
+
+/// A hub error keeps its message for the client; anything else is detail
+/// for the log only.
+pub(crate) fn error_outcome(err: HubError) -> Outcome {
+    match err.repr {
+        Repr::Hub(message) => Outcome::HubError(message),
+        Repr::Internal(err) => Outcome::Failed(err.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::sealed::Sealed;
@@ -144,31 +158,52 @@ mod tests {
 
     #[test]
     fn unit_and_ok_unit_are_void() {
-        assert_eq!(().into_outcome(), Outcome::Void);
-        assert_eq!(Ok::<(), HubError>(()).into_outcome(), Outcome::Void);
+        assert_eq!(().into_outcome(Encoding::Json), Outcome::Void);
+        assert_eq!(
+            Ok::<(), HubError>(()).into_outcome(Encoding::Messagepack),
+            Outcome::Void
+        );
     }
 
     #[test]
     fn none_is_a_null_value() {
         assert_eq!(
-            Ok::<Option<u8>, HubError>(None).into_outcome(),
-            Outcome::Value(Bytes::from_static(b"null"))
+            Ok::<Option<u8>, HubError>(None).into_outcome(Encoding::Json),
+            Outcome::Value(Payload::json("null"))
         );
         assert_eq!(
-            Ok::<_, HubError>("hi").into_outcome(),
-            Outcome::Value(Bytes::from_static(b"\"hi\""))
+            Ok::<_, HubError>("hi").into_outcome(Encoding::Json),
+            Outcome::Value(Payload::json("\"hi\""))
+        );
+    }
+
+    #[test]
+    fn values_use_the_callers_encoding() {
+        let Outcome::Value(payload) =
+            Ok::<_, HubError>(("hi", 7)).into_outcome(Encoding::Messagepack)
+        else {
+            panic!("expected a value");
+        };
+        assert_eq!(payload.encoding(), Encoding::Messagepack);
+        assert_eq!(payload.data.as_ref(), b"\x92\xa2hi\x07".as_slice());
+        assert_eq!(
+            Ok::<Option<u8>, HubError>(None).into_outcome(Encoding::Messagepack),
+            Outcome::Value(Payload {
+                encoding: Encoding::Messagepack as i32,
+                data: bytes::Bytes::from_static(b"\xc0"),
+            })
         );
     }
 
     #[test]
     fn errors_keep_hub_messages_and_hide_others() {
         assert_eq!(
-            Err::<(), _>(HubError::new("boom")).into_outcome(),
+            Err::<(), _>(HubError::new("boom")).into_outcome(Encoding::Json),
             Outcome::HubError("boom".into())
         );
         let io = std::io::Error::other("disk on fire");
         assert_eq!(
-            Err::<(), HubError>(io.into()).into_outcome(),
+            Err::<(), HubError>(io.into()).into_outcome(Encoding::Json),
             Outcome::Failed("disk on fire".into())
         );
     }

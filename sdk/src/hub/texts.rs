@@ -34,3 +34,28 @@ pub(crate) fn streaming_mismatch(method: &str) -> String {
         "The client attempted to invoke the non-streaming '{method}' method with a streaming invocation."
     )
 }
+
+pub(crate) fn non_streaming_invocation(method: &str) -> String {
+    format!(
+        "The client attempted to invoke the streaming '{method}' method with a non-streaming invocation."
+    )
+}
+
+pub(crate) fn stream_count(method: &str, provided: usize, expected: usize) -> String {
+    hub_error(
+        method,
+        &format!("Client sent {provided} stream(s), Hub method expects {expected}."),
+    )
+}
+
+pub(crate) fn streaming_failed() -> String {
+    "An error occurred on the server while streaming results.".to_owned()
+}
+
+pub(crate) fn streaming_hub_error(message: &str) -> String {
+    format!("An error occurred on the server while streaming results. HubException: {message}")
+}
+
+pub(crate) fn invocation_id_in_use(invocation_id: &str) -> String {
+    format!("Invocation ID '{invocation_id}' is already in use.")
+}

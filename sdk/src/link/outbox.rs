@@ -9,7 +9,9 @@ use futures_util::Stream;
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
 use switchboard_proto::server_message::Kind;
-use switchboard_proto::{Ack, ServerFrame, ServerMessage, ack};
+use switchboard_proto::{
+    Ack, ClientResult, InvokeClient, Payload, ServerFrame, ServerMessage, ack, client_result,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Repr, Result};
@@ -20,12 +22,19 @@ const MAX_BATCH_MESSAGES: usize = 256;
 /// under gRPC's default 4 MiB message limit.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// The proxy waits a little longer than the app server for a client's
+/// answer, so the app server's own timeout decides and reports it.
+const CLIENT_RESULT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Sends to the proxy while a link session is up; fails fast otherwise.
 pub(crate) struct Outbox {
     session: RwLock<Option<mpsc::Sender<ServerMessage>>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Ack>>>,
     next_ack: AtomicU64,
     ack_timeout: Duration,
+    /// Client-result invocations waiting for the client's answer.
+    results: Mutex<HashMap<u64, oneshot::Sender<client_result::Outcome>>>,
+    next_request: AtomicU64,
 }
 
 impl Outbox {
@@ -35,6 +44,8 @@ impl Outbox {
             pending: Mutex::new(HashMap::new()),
             next_ack: AtomicU64::new(1),
             ack_timeout,
+            results: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
         }
     }
 
@@ -49,6 +60,7 @@ impl Outbox {
         self.session.write().take();
         // Dropping the reply senders wakes every waiter.
         self.pending.lock().clear();
+        self.results.lock().clear();
     }
 
     /// Queues one message, waiting while the queue is full.
@@ -89,6 +101,73 @@ impl Outbox {
             }
             None => tracing::debug!(ack_id = ack.ack_id, "acknowledgement nobody waits for"),
         }
+    }
+}
+
+impl Outbox {
+    /// Invokes `target` on one client and waits up to `timeout` for its
+    /// answer (client results).
+    pub(crate) async fn invoke_client(
+        &self,
+        connection: &str,
+        target: &str,
+        arguments: Payload,
+        timeout: Duration,
+    ) -> Result<client_result::Outcome> {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.results.lock().insert(request_id, reply_tx);
+        let _forget = ForgetResultOnDrop {
+            outbox: self,
+            request_id,
+        };
+        let proxy_timeout = timeout.saturating_add(CLIENT_RESULT_MARGIN);
+        self.send(Kind::InvokeClient(InvokeClient {
+            connection: connection.to_owned(),
+            request_id,
+            target: target.to_owned(),
+            arguments: Some(arguments),
+            timeout_ms: u32::try_from(proxy_timeout.as_millis()).unwrap_or(u32::MAX),
+        }))
+        .await?;
+        match tokio::time::timeout(timeout, reply_rx).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(Repr::LinkLost.into()),
+            Err(_) => Err(Repr::ClientTimeout(timeout).into()),
+        }
+    }
+
+    /// Hands a client's answer to whoever waits for it.
+    pub(crate) fn client_result(&self, result: ClientResult) {
+        let waiter = self.results.lock().remove(&result.request_id);
+        match (waiter, result.outcome) {
+            (Some(waiter), Some(outcome)) => {
+                let _ = waiter.send(outcome);
+            }
+            (Some(waiter), None) => {
+                let _ = waiter.send(client_result::Outcome::Error(
+                    "the proxy sent a client result without an outcome".into(),
+                ));
+            }
+            (None, _) => {
+                tracing::debug!(
+                    request_id = result.request_id,
+                    "client result nobody waits for"
+                );
+            }
+        }
+    }
+}
+
+/// Forgets a client-result request when its caller stops waiting.
+struct ForgetResultOnDrop<'a> {
+    outbox: &'a Outbox,
+    request_id: u64,
+}
+
+impl Drop for ForgetResultOnDrop<'_> {
+    fn drop(&mut self) {
+        self.outbox.results.lock().remove(&self.request_id);
     }
 }
 
