@@ -50,9 +50,33 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 echo "node $(node --version), npm $(npm --version), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: version unknown')"
 
+# A virtual environment for the Python client suite, reinstalled when
+# requirements.txt changes.
+python_env() {
+  local venv=tests/python/.venv
+  if [ ! -x "$venv/bin/python" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+      apt_install python3-venv
+    fi
+    python3 -m venv "$venv"
+  fi
+  if [ ! -f "$venv/.installed" ] || [ tests/python/requirements.txt -nt "$venv/.installed" ]; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+    touch "$venv/.installed"
+  else
+    echo "$venv is up to date"
+  fi
+}
+
 section "npm packages"
 npm_install tests/js
 npm_install sdk/examples/chat
+
+section "python packages"
+if ! command -v python3 >/dev/null; then
+  apt_install python3 python3-venv
+fi
+python_env
 
 section "cargo fmt --all --check"
 cargo fmt --all --check

@@ -3,7 +3,8 @@
 //! Starts the real proxy binary and the sdk's example app servers as child
 //! processes on free loopback ports, waits until they are ready, and talks to
 //! them the way clients do: over plain HTTP, with the official JavaScript
-//! client under Node and Chromium (see `tests/js`), or with the raw SignalR
+//! client under Node and Chromium (see `tests/js`), with the Python clients
+//! (see `tests/python`), or with the raw SignalR
 //! client in [`signalr`] when a test needs control over every byte.
 //!
 //! The binaries are built by `scripts/test.sh` before the tests run; this
@@ -15,7 +16,9 @@ pub mod node;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod python;
 pub mod signalr;
+pub mod suite;
 pub mod workspace;
 
 pub use app::{AppServer, HubEvent};
