@@ -29,6 +29,12 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024;
 /// Bound on bytes queued for one client; past it the client is closed as a slow consumer.
 pub const DEFAULT_OUTBOX_LIMIT: usize = 1024 * 1024;
+/// A long poll with nothing to deliver is answered empty after this long.
+pub const DEFAULT_LONG_POLL_TIMEOUT: Duration = Duration::from_secs(90);
+/// A long-polling client that sends no new poll for this long is disconnected.
+pub const DEFAULT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Transports offered to clients.
+pub const DEFAULT_TRANSPORTS: &str = "websockets,sse,longpolling";
 
 /// Command-line flags and environment variables. Every field is optional so a
 /// config file can supply it; defaults are applied in [`Config::load`].
@@ -94,6 +100,21 @@ pub struct Args {
     /// Log format: `text` or `json`. [default: text]
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Answer an idle long poll empty after this long. [default: 90s]
+    #[arg(long, env = "SWITCHBOARD_LONG_POLL_TIMEOUT", value_parser = parse_duration)]
+    pub long_poll_timeout: Option<Duration>,
+    /// Disconnect a long-polling client that has not polled again within
+    /// this long. [default: 15s]
+    #[arg(long, env = "SWITCHBOARD_DISCONNECT_TIMEOUT", value_parser = parse_duration)]
+    pub disconnect_timeout: Option<Duration>,
+    /// Transports offered, comma-separated from `websockets`, `sse`,
+    /// `longpolling`. [default: websockets,sse,longpolling]
+    #[arg(long, env = "SWITCHBOARD_TRANSPORTS", value_parser = Transports::parse)]
+    pub transports: Option<Transports>,
+    /// Transports for one hub, overriding --transports: `HUB=LIST`, e.g.
+    /// `chat=websockets,longpolling`. Repeat for several hubs.
+    #[arg(long = "hub-transports", env = "SWITCHBOARD_HUB_TRANSPORTS", value_delimiter = ';', value_parser = parse_hub_transports)]
+    pub hub_transports: Vec<(String, Transports)>,
 }
 
 /// The file form of [`Args`]: the same settings, snake_case keys.
@@ -119,6 +140,109 @@ struct FileConfig {
     max_message_size: Option<usize>,
     outbox_limit: Option<usize>,
     log_format: Option<LogFormat>,
+    #[serde(default, deserialize_with = "de_duration")]
+    long_poll_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    disconnect_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_transports")]
+    transports: Option<Transports>,
+    /// Hub name → transport list, e.g. `[hub_transports] chat = "websockets"`.
+    hub_transports: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A set of client transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports(u8);
+
+/// One client transport, named as in negotiate answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSockets,
+    ServerSentEvents,
+    LongPolling,
+}
+
+impl Transport {
+    /// The name clients and negotiate answers use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WebSockets => "WebSockets",
+            Self::ServerSentEvents => "ServerSentEvents",
+            Self::LongPolling => "LongPolling",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::WebSockets => 1,
+            Self::ServerSentEvents => 2,
+            Self::LongPolling => 4,
+        }
+    }
+}
+
+impl Transports {
+    /// Every transport.
+    pub const ALL: Transports = Transports(7);
+
+    /// Parses a comma-separated list of `websockets`, `sse` (or
+    /// `serversentevents`), `longpolling` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut set = 0;
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let t = match name.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+                "websockets" | "websocket" | "ws" => Transport::WebSockets,
+                "sse" | "serversentevents" => Transport::ServerSentEvents,
+                "longpolling" | "lp" => Transport::LongPolling,
+                _ => {
+                    return Err(format!(
+                        "unknown transport '{name}': use websockets, sse or longpolling"
+                    ));
+                }
+            };
+            set |= t.bit();
+        }
+        if set == 0 {
+            return Err(format!(
+                "'{s}' names no transport: list at least one of websockets, sse, longpolling"
+            ));
+        }
+        Ok(Self(set))
+    }
+
+    pub fn contains(self, t: Transport) -> bool {
+        self.0 & t.bit() != 0
+    }
+
+    /// The enabled transports in negotiate order.
+    pub fn iter(self) -> impl Iterator<Item = Transport> {
+        [
+            Transport::WebSockets,
+            Transport::ServerSentEvents,
+            Transport::LongPolling,
+        ]
+        .into_iter()
+        .filter(move |t| self.contains(*t))
+    }
+}
+
+/// Parses `HUB=LIST` for `--hub-transports`.
+fn parse_hub_transports(s: &str) -> Result<(String, Transports), String> {
+    let (hub, list) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not HUB=TRANSPORTS, e.g. chat=websockets,longpolling"))?;
+    let hub = hub.trim();
+    if hub.is_empty() {
+        return Err(format!("'{s}' names no hub"));
+    }
+    Ok((hub.to_ascii_lowercase(), Transports::parse(list)?))
+}
+
+fn de_transports<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Transports>, D::Error> {
+    let s = String::deserialize(d)?;
+    Transports::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// How logs are written to stderr.
@@ -169,6 +293,12 @@ pub struct Config {
     pub max_message_size: usize,
     pub outbox_limit: usize,
     pub log_format: LogFormat,
+    pub long_poll_timeout: Duration,
+    pub disconnect_timeout: Duration,
+    /// Transports offered for hubs without an override.
+    pub transports: Transports,
+    /// Per-hub overrides, lower-case hub names.
+    pub hub_transports: Vec<(String, Transports)>,
 }
 
 /// A configuration problem, phrased as what to change.
@@ -217,6 +347,18 @@ impl Config {
             .public_url
             .or(file.public_url)
             .unwrap_or_else(|| format!("http://{listen}"));
+        let hub_transports = if args.hub_transports.is_empty() {
+            let mut list = Vec::new();
+            for (hub, transports) in file.hub_transports.unwrap_or_default() {
+                list.push(
+                    parse_hub_transports(&format!("{hub}={transports}"))
+                        .map_err(ConfigError::Invalid)?,
+                );
+            }
+            list
+        } else {
+            args.hub_transports
+        };
         let config = Config {
             listen,
             upstream_listen: args
@@ -266,6 +408,19 @@ impl Config {
                 .or(file.outbox_limit)
                 .unwrap_or(DEFAULT_OUTBOX_LIMIT),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            long_poll_timeout: args
+                .long_poll_timeout
+                .or(file.long_poll_timeout)
+                .unwrap_or(DEFAULT_LONG_POLL_TIMEOUT),
+            disconnect_timeout: args
+                .disconnect_timeout
+                .or(file.disconnect_timeout)
+                .unwrap_or(DEFAULT_DISCONNECT_TIMEOUT),
+            transports: args
+                .transports
+                .or(file.transports)
+                .unwrap_or(Transports::ALL),
+            hub_transports,
         };
         config.validate()?;
         Ok(config)
@@ -290,7 +445,19 @@ impl Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
             log_format: LogFormat::Text,
+            long_poll_timeout: DEFAULT_LONG_POLL_TIMEOUT,
+            disconnect_timeout: DEFAULT_DISCONNECT_TIMEOUT,
+            transports: Transports::ALL,
+            hub_transports: Vec::new(),
         }
+    }
+
+    /// The transports offered for `hub` (lower-case).
+    pub fn transports_for(&self, hub: &str) -> Transports {
+        self.hub_transports
+            .iter()
+            .find(|(h, _)| h == hub)
+            .map_or(self.transports, |(_, t)| *t)
     }
 
     /// Checks values that parse but cannot work.
@@ -331,6 +498,9 @@ impl Config {
         }
         if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
             return bad("--handshake-timeout and --connect-timeout must be non-zero".into());
+        }
+        if self.long_poll_timeout.is_zero() || self.disconnect_timeout.is_zero() {
+            return bad("--long-poll-timeout and --disconnect-timeout must be non-zero".into());
         }
         Ok(())
     }
@@ -438,6 +608,49 @@ mod tests {
             .to_string();
         std::fs::remove_file(&dir).ok();
         assert!(err.contains("acess_keys"), "{err}");
+    }
+
+    #[test]
+    fn transports_default_parse_and_override_per_hub() {
+        let c = Config::load(args(&[
+            "--access-key",
+            "0123456789abcdef0123",
+            "--transports",
+            "websockets,sse",
+            "--hub-transports",
+            "Chat=longpolling",
+        ]))
+        .unwrap();
+        assert!(!c.transports_for("other").contains(Transport::LongPolling));
+        assert!(
+            c.transports_for("other")
+                .contains(Transport::ServerSentEvents)
+        );
+        let chat: Vec<_> = c.transports_for("chat").iter().collect();
+        assert_eq!(chat, vec![Transport::LongPolling]);
+        assert_eq!(c.long_poll_timeout, DEFAULT_LONG_POLL_TIMEOUT);
+        assert!(Transports::parse("websockets,carrier-pigeon").is_err());
+        assert!(Transports::parse(" , ").is_err());
+        assert_eq!(Transports::parse(DEFAULT_TRANSPORTS), Ok(Transports::ALL));
+    }
+
+    #[test]
+    fn hub_transports_from_file() {
+        let dir = std::env::temp_dir().join(format!("sb-config-tr-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "access_keys = [\"0123456789abcdef0123\"]\ntransports = \"sse\"\nlong_poll_timeout = \"5s\"\n[hub_transports]\nchat = \"websockets,longpolling\"\n",
+        )
+        .unwrap();
+        let c = Config::load(args(&["--config", dir.to_str().unwrap()])).unwrap();
+        std::fs::remove_file(&dir).ok();
+        assert_eq!(c.long_poll_timeout, Duration::from_secs(5));
+        assert_eq!(c.transports_for("x").iter().count(), 1);
+        assert!(c.transports_for("chat").contains(Transport::WebSockets));
+        assert!(
+            !c.transports_for("chat")
+                .contains(Transport::ServerSentEvents)
+        );
     }
 
     #[test]

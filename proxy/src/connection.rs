@@ -7,6 +7,7 @@
 
 pub mod close;
 pub mod handle;
+pub mod handshake;
 pub mod outbox;
 
 use std::sync::Arc;

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use hashbrown::HashMap;
 use http::{HeaderMap, Method, StatusCode, header};
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -16,43 +14,11 @@ use tokio::time::Instant;
 use super::request::{Query, access_token};
 use crate::Shared;
 use crate::auth::{self, Identity};
+use crate::config::{Transport, Transports};
 use crate::ids::{ConnectionId, random_id};
 
-/// A negotiated connection waiting for its transport request.
-#[derive(Debug, Clone)]
-pub struct Negotiation {
-    pub id: ConnectionId,
-    /// Lower-case hub name.
-    pub hub: String,
-    pub identity: Identity,
-    expires: Instant,
-}
-
-/// Negotiated connections by connection token, until claimed or expired.
-#[derive(Default)]
-pub struct Negotiated {
-    pending: Mutex<HashMap<String, Negotiation>>,
-}
-
-impl Negotiated {
-    /// Records a negotiation; returns its connection token.
-    fn insert(&self, token: String, negotiation: Negotiation) {
-        self.pending.lock().insert(token, negotiation);
-    }
-
-    /// Claims the negotiation for `token`, if it exists and has not expired.
-    pub fn take(&self, token: &str) -> Option<Negotiation> {
-        self.pending
-            .lock()
-            .remove(token)
-            .filter(|n| n.expires > Instant::now())
-    }
-
-    fn sweep(&self) {
-        let now = Instant::now();
-        self.pending.lock().retain(|_, n| n.expires > now);
-    }
-}
+/// The connection table lives in [`super::table`]; negotiate fills it.
+pub type Negotiated = super::table::Table;
 
 /// Drops negotiations nobody claimed in time.
 pub async fn sweep(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
@@ -140,22 +106,31 @@ pub async fn handle(
         random_id()
     };
     let expires = Instant::now() + shared.config.connect_timeout;
-    shared.negotiated.insert(
-        token.clone(),
-        Negotiation {
-            id: id.clone(),
-            hub,
-            identity,
-            expires,
-        },
-    );
-    let transports = json!([{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]);
+    let transports = available_transports(shared.config.transports_for(&hub));
+    shared
+        .negotiated
+        .insert(token.clone(), id.clone(), hub, identity, expires);
     let body = if version == 0 {
         json!({"negotiateVersion": 0, "connectionId": id.as_str(), "availableTransports": transports})
     } else {
         json!({"negotiateVersion": 1, "connectionId": id.as_str(), "connectionToken": token, "availableTransports": transports})
     };
     json_body(body)
+}
+
+/// `availableTransports` for the enabled transports.
+fn available_transports(enabled: Transports) -> serde_json::Value {
+    let list: Vec<_> = enabled
+        .iter()
+        .map(|t| {
+            let formats: &[&str] = match t {
+                Transport::ServerSentEvents => &["Text"],
+                Transport::WebSockets | Transport::LongPolling => &["Text", "Binary"],
+            };
+            json!({"transport": t.name(), "transferFormats": formats})
+        })
+        .collect();
+    serde_json::Value::Array(list)
 }
 
 fn json_body(v: serde_json::Value) -> Response {

@@ -1,19 +1,25 @@
-//! The WebSocket transport: handshake, then one task that reads client
-//! frames, drains the outbox into batched writes, and runs the keep-alive and
+//! The WebSocket transport: the upgrade, the handshake phase over frames,
+//! then one task that reads client frames, drains the outbox into batched writes, and runs the keep-alive and
 //! client-timeout timers.
 
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use tokio::time::{Instant, sleep};
 
+use super::table::{Entry, Release};
+use super::{Request, refused};
 use crate::Shared;
+use crate::auth::Identity;
+use crate::config::Transport;
 use crate::connection::close::{Close, CloseReason};
 use crate::connection::handle::Protocol;
+use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
 use crate::connection::{Accepted, Flow, Session};
+use crate::ids::ConnectionId;
 use crate::protocol::{handshake, json};
 
 /// Initial read buffer. tungstenite allocates it for every connection up
@@ -24,14 +30,31 @@ const READ_BUFFER: usize = 1024;
 /// Writes are flushed once this much is buffered (and after every batch).
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// Protocols and the highest version of each this proxy speaks.
-const SUPPORTED: &[(&str, u32)] = &[("json", 1)];
-
 const NORMAL: u16 = 1000;
 const INTERNAL_ERROR: u16 = 1011;
 
-/// Upgrades the request and runs the connection.
-pub fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>, accepted: Accepted) -> Response {
+/// Claims the connection (or starts a skipNegotiation one) and upgrades.
+pub(super) fn start(
+    request: Request,
+    entry: Option<Arc<Entry>>,
+    identity: Identity,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(rejection) = request.check_enabled(Transport::WebSockets) {
+        return rejection.into_response();
+    }
+    let (id, early, release) = match entry {
+        Some(entry) => match entry.claim(Transport::WebSockets, None) {
+            Ok(early) => {
+                let release = Release::new(request.shared.clone(), entry.token.clone(), None);
+                (entry.id.clone(), early, Some(release))
+            }
+            Err(refusal) => return refused(refusal),
+        },
+        None => (ConnectionId::random(), Vec::new(), None),
+    };
+    let accepted = request.accepted(id, identity, Transport::WebSockets);
+    let shared = request.shared;
     let max = shared.config.max_message_size;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -40,15 +63,18 @@ pub fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>, accepted: Accepted) ->
         // refuses them before buffering. Several records may share a frame.
         .max_message_size(max.saturating_mul(4))
         .max_frame_size(max.saturating_mul(4))
-        .on_upgrade(move |socket| run(socket, shared, accepted))
+        .on_upgrade(move |socket| async move {
+            let _release = release;
+            run(socket, shared, accepted, early).await;
+        })
 }
 
-async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted) {
+async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted, early: Vec<u8>) {
     let id = accepted.id.clone();
-    let Some(rest) = handshake_phase(&mut ws, &shared).await else {
+    let Some((protocol, rest)) = handshake_phase(&mut ws, &shared, early).await else {
         return;
     };
-    let mut session = match Session::open(shared.clone(), accepted, Protocol::Json).await {
+    let mut session = match Session::open(shared.clone(), accepted, protocol).await {
         Ok(session) => session,
         Err(error) => {
             tracing::info!(connection = %id, %error, "handshake refused");
@@ -75,13 +101,32 @@ async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted) {
 }
 
 /// Reads until a complete handshake request; answers errors itself. Returns
-/// the bytes that followed the handshake.
-async fn handshake_phase(ws: &mut WebSocket, shared: &Shared) -> Option<Vec<u8>> {
+/// the protocol and the bytes that followed the handshake.
+async fn handshake_phase(
+    ws: &mut WebSocket,
+    shared: &Shared,
+    early: Vec<u8>,
+) -> Option<(Protocol, Vec<u8>)> {
     let deadline = sleep(shared.config.handshake_timeout);
     tokio::pin!(deadline);
-    let mut buf = Vec::new();
-    let limit = shared.config.max_message_size;
+    let mut handshake = Handshake::new(
+        shared.config.max_message_size,
+        TransferFormats::TextAndBinary,
+    );
+    let mut step = handshake.push(&early);
     loop {
+        match step {
+            Step::NeedMore => {}
+            Step::Done { protocol, rest } => return Some((protocol, rest)),
+            Step::Failed { error } => {
+                tracing::debug!(%error, "handshake failed");
+                let _ = ws.send(text(handshake::error_response(&error))).await;
+                let _ = ws
+                    .send(close_frame(INTERNAL_ERROR, "handshake error"))
+                    .await;
+                return None;
+            }
+        }
         let message = tokio::select! {
             _ = &mut deadline => {
                 let _ = ws.send(close_frame(INTERNAL_ERROR, "handshake timeout")).await;
@@ -89,27 +134,13 @@ async fn handshake_phase(ws: &mut WebSocket, shared: &Shared) -> Option<Vec<u8>>
             }
             m = ws.recv() => m,
         };
-        match message {
-            Some(Ok(Message::Text(t))) => buf.extend_from_slice(t.as_bytes()),
+        step = match message {
+            Some(Ok(Message::Text(t))) => handshake.push(t.as_bytes()),
             // MessagePack clients may send the JSON handshake in a binary frame.
-            Some(Ok(Message::Binary(b))) => buf.extend_from_slice(&b),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(b))) => handshake.push(&b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::NeedMore,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
-        }
-        let error = match handshake::parse_request(&buf, limit) {
-            Ok(None) => continue,
-            Ok(Some((request, used))) => match handshake::check(&request, SUPPORTED) {
-                Ok(()) => return Some(buf.split_off(used)),
-                Err(text) => text,
-            },
-            Err(e) => e.response_text(false),
         };
-        tracing::debug!(%error, "handshake failed");
-        let _ = ws.send(text(handshake::error_response(&error))).await;
-        let _ = ws
-            .send(close_frame(INTERNAL_ERROR, "handshake error"))
-            .await;
-        return None;
     }
 }
 
