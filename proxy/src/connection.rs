@@ -19,8 +19,9 @@ use self::handle::{Handle, Meta, Protocol};
 use crate::Shared;
 use crate::auth::Identity;
 use crate::ids::ConnectionId;
-use crate::protocol::{HubMessage, Invocation, Outcome, ProtocolError, json};
+use crate::protocol::{HubMessage, Invocation, Outcome, ProtocolError, json, messagepack};
 use crate::upstream::connection_opened;
+use crate::upstream::dispatch::client_result;
 
 /// Text appended to a failed invocation whose app server went away.
 const LINK_GONE: &str = "The app server handling this connection went away.";
@@ -44,11 +45,40 @@ pub enum Flow {
     ClientClosed,
 }
 
+/// The decoder for the connection's hub protocol.
+enum Decoder {
+    Json(json::Decoder),
+    MessagePack(messagepack::Decoder),
+}
+
+impl Decoder {
+    fn new(protocol: Protocol, max_message_size: usize) -> Self {
+        match protocol {
+            Protocol::Json => Self::Json(json::Decoder::new(max_message_size)),
+            Protocol::MessagePack => Self::MessagePack(messagepack::Decoder::new(max_message_size)),
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        match self {
+            Self::Json(d) => d.push(data),
+            Self::MessagePack(d) => d.push(data),
+        }
+    }
+
+    fn next_message(&mut self) -> Result<Option<HubMessage>, ProtocolError> {
+        match self {
+            Self::Json(d) => d.next_message(),
+            Self::MessagePack(d) => d.next_message(),
+        }
+    }
+}
+
 /// See the module docs.
 pub struct Session {
     shared: Arc<Shared>,
     pub handle: Arc<Handle>,
-    decoder: json::Decoder,
+    decoder: Decoder,
 }
 
 impl Session {
@@ -93,7 +123,7 @@ impl Session {
             }
             link.remove_load();
         }
-        let decoder = json::Decoder::new(shared.config.max_message_size);
+        let decoder = Decoder::new(protocol, shared.config.max_message_size);
         Ok(Session {
             shared,
             handle,
@@ -149,12 +179,24 @@ impl Session {
             } => Kind::ClientStreamItem(pb::ClientStreamItem {
                 connection,
                 stream_id: invocation_id,
-                item: Some(pb::Payload::json(item)),
+                item: Some(self.payload(item)),
             }),
             HubMessage::Completion {
                 invocation_id,
                 outcome,
             } => {
+                // The answer to a client result the app server awaits.
+                if let Some((request_id, link)) = self.handle.finish_client_call(&invocation_id) {
+                    use pb::client_result::Outcome as Answer;
+                    let outcome = match outcome {
+                        Outcome::Value(v) => Answer::Value(self.payload(v)),
+                        Outcome::Void => Answer::Void(pb::Void {}),
+                        Outcome::Error(e) => Answer::Error(e),
+                    };
+                    let _ = link.send(client_result(request_id, outcome)).await;
+                    return Flow::Continue;
+                }
+                // Otherwise the end of an upload stream.
                 let error = match outcome {
                     Outcome::Error(e) => e,
                     Outcome::Void | Outcome::Value(_) => String::new(),
@@ -192,7 +234,7 @@ impl Session {
             hub: self.handle.hub.to_string(),
             invocation_id: inv.invocation_id.clone().unwrap_or_default(),
             target: inv.target,
-            arguments: Some(pb::Payload::json(inv.arguments)),
+            arguments: Some(self.payload(inv.arguments)),
             stream_ids: inv.stream_ids,
             streaming,
         });
@@ -206,9 +248,26 @@ impl Session {
         Flow::Continue
     }
 
+    /// Client bytes tagged with this connection's encoding, for the app server.
+    fn payload(&self, data: bytes::Bytes) -> pb::Payload {
+        pb::Payload {
+            encoding: self.handle.protocol.encoding() as i32,
+            data,
+        }
+    }
+
     /// Unregisters the connection and tells its app server why it ended.
     pub async fn finish(self, close: &Close) {
         self.shared.router.remove(&self.handle);
+        for (request_id, link) in self.handle.take_client_calls() {
+            let text = "The connection closed before the client returned a result.".to_owned();
+            let _ = link
+                .send(client_result(
+                    request_id,
+                    pb::client_result::Outcome::Error(text),
+                ))
+                .await;
+        }
         if let Some(link) = self.handle.set_link(None) {
             link.remove_load();
             let closed = Kind::ConnectionClosed(pb::ConnectionClosed {

@@ -9,5 +9,6 @@ use switchboard_tests::{AppServer, Proxy, python};
 async fn python_clients() {
     let proxy = Proxy::start().await;
     let app = AppServer::testhub(&proxy, None).await;
-    python::run_suite(&[("APP_URL", app.url())], Duration::from_secs(300)).await;
+    let env = [("APP_URL", app.url()), ("PROTOCOLS", "json,messagepack".to_owned())];
+    python::run_suite(&env, Duration::from_secs(300)).await;
 }

@@ -8,7 +8,7 @@ use super::handle::Protocol;
 use crate::protocol::handshake;
 
 /// Protocols and the highest version of each this proxy serves.
-const SUPPORTED: &[(&str, u32)] = &[("json", 1)];
+const SUPPORTED: &[(&str, u32)] = &[("json", 1), ("messagepack", 1)];
 
 /// Hub protocols that need a binary-capable transport.
 const BINARY: &[&str] = &["messagepack"];
@@ -81,10 +81,12 @@ impl Handshake {
         }
         let rest = self.buf.split_off(used);
         self.buf = Vec::new();
-        Step::Done {
-            protocol: Protocol::Json,
-            rest,
-        }
+        let protocol = if request.protocol.eq_ignore_ascii_case("messagepack") {
+            Protocol::MessagePack
+        } else {
+            Protocol::Json
+        };
+        Step::Done { protocol, rest }
     }
 }
 

@@ -36,6 +36,14 @@ impl Frame {
         self.len() == 0
     }
 
+    /// The encoded bytes, whatever the frame type.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) => b,
+        }
+    }
+
     /// A text frame from bytes the codec produced. Checks UTF-8 once; clone the
     /// result to share it between recipients.
     pub fn text(bytes: Bytes) -> Self {

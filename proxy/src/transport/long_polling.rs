@@ -25,7 +25,8 @@ use crate::connection::handle::{Handle, Protocol};
 use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
 use crate::connection::{Accepted, Flow, Session};
-use crate::protocol::{handshake, json};
+use crate::protocol::handshake;
+use crate::router::frames;
 
 /// Requests queued for the task before a POST or poll waits.
 const INPUT_QUEUE: usize = 4;
@@ -240,7 +241,12 @@ async fn run(
         Ok(Flow::Continue) => serve(&mut inputs, &mut polls, &mut session, &mut out).await,
         Ok(Flow::ClientClosed) => Close::new(CloseReason::Normal, None, false),
         Err(close) => {
-            out.extend_from_slice(&json::close(close.error.as_deref(), close.allow_reconnect));
+            let message = frames::close(
+                session.handle.protocol,
+                close.error.as_deref(),
+                close.allow_reconnect,
+            );
+            out.extend_from_slice(message.as_bytes());
             polls.deliver_last(&mut inputs, out.freeze()).await;
             close
         }
@@ -302,12 +308,14 @@ async fn serve(
 fn take_outbox(handle: &Handle, batch: &mut Vec<Frame>, out: &mut BytesMut) -> Option<Close> {
     let close = handle.outbox.drain(batch);
     for frame in batch.drain(..) {
-        match &frame {
-            Frame::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Frame::Binary(b) => out.extend_from_slice(b),
-        }
+        out.extend_from_slice(frame.as_bytes());
     }
     let close = close.or_else(|| handle.outbox.close_request())?;
-    out.extend_from_slice(&json::close(close.error.as_deref(), close.allow_reconnect));
+    let message = frames::close(
+        handle.protocol,
+        close.error.as_deref(),
+        close.allow_reconnect,
+    );
+    out.extend_from_slice(message.as_bytes());
     Some(close)
 }

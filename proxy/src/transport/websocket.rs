@@ -20,7 +20,8 @@ use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
 use crate::connection::{Accepted, Flow, Session};
 use crate::ids::ConnectionId;
-use crate::protocol::{handshake, json};
+use crate::protocol::handshake;
+use crate::router::frames;
 
 /// Initial read buffer. tungstenite allocates it for every connection up
 /// front (its default is 128 KiB) and grows it to fit larger frames, so it is
@@ -84,7 +85,8 @@ async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted, early: 
         }
     };
     tracing::debug!(connection = %id, hub = %session.handle.hub, "connected");
-    if ws.send(text(handshake::ok_response())).await.is_err() {
+    let answer = frames::wrap(protocol, handshake::ok_response());
+    if ws.send(message(answer)).await.is_err() {
         let close = Close::new(CloseReason::TransportError, None, false);
         session.finish(&close).await;
         return;
@@ -93,7 +95,7 @@ async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted, early: 
         Ok(Flow::Continue) => serve(&mut ws, &shared, &mut session).await,
         Ok(Flow::ClientClosed) => Close::new(CloseReason::Normal, None, false),
         Err(close) => {
-            write_close(&mut ws, &close).await;
+            write_close(&mut ws, protocol, &close).await;
             close
         }
     };
@@ -164,7 +166,7 @@ async fn serve(ws: &mut WebSocket, shared: &Shared, session: &mut Session) -> Cl
                 batch.clear();
                 // A close requested while writing (an overflow, usually) wins too.
                 if let Some(close) = close.or_else(|| handle.outbox.close_request()) {
-                    write_close(ws, &close).await;
+                    write_close(ws, handle.protocol, &close).await;
                     return close;
                 }
                 if written.is_err() {
@@ -172,26 +174,35 @@ async fn serve(ws: &mut WebSocket, shared: &Shared, session: &mut Session) -> Cl
                 }
                 keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
             }
-            message = ws.recv() => {
+            received = ws.recv() => {
                 client_timeout.as_mut().reset(Instant::now() + config.client_timeout);
-                let data = match message {
-                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-                    Some(Ok(Message::Binary(b))) => b.to_vec(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => return Close::new(CloseReason::Normal, None, false),
+                let received = match received {
+                    Some(Ok(m)) => m,
+                    None => return Close::new(CloseReason::Normal, None, false),
                     Some(Err(e)) => {
                         tracing::debug!(connection = %handle.id, error = %e, "websocket read failed");
                         return Close::new(CloseReason::TransportError, None, false);
                     }
                 };
-                match session.receive(&data).await {
+                let data: &[u8] = match &received {
+                    Message::Text(t) => t.as_bytes(),
+                    Message::Binary(b) => b,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Close(_) => {
+                        // Sends the close reply tungstenite queued, so the
+                        // client's close handshake completes at once.
+                        let _ = ws.flush().await;
+                        return Close::new(CloseReason::Normal, None, false);
+                    }
+                };
+                match session.receive(data).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::ClientClosed) => return Close::new(CloseReason::Normal, None, false),
                     Err(close) => handle.outbox.close(close),
                 }
             }
             _ = &mut keep_alive => {
-                if ws.send(text(json::ping())).await.is_err() {
+                if ws.send(message(frames::ping(handle.protocol))).await.is_err() {
                     return Close::new(CloseReason::TransportError, None, false);
                 }
                 keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
@@ -216,15 +227,15 @@ async fn write_batch(ws: &mut WebSocket, batch: &mut Vec<Frame>) -> Result<(), (
 }
 
 /// Best effort: the hub Close message, then the WebSocket close frame.
-async fn write_close(ws: &mut WebSocket, close: &Close) {
-    let message = json::close(close.error.as_deref(), close.allow_reconnect);
+async fn write_close(ws: &mut WebSocket, protocol: Protocol, close: &Close) {
+    let hub_close = frames::close(protocol, close.error.as_deref(), close.allow_reconnect);
     let code = if close.error.is_some() {
         INTERNAL_ERROR
     } else {
         NORMAL
     };
     let write = async {
-        ws.feed(text(message)).await?;
+        ws.feed(message(hub_close)).await?;
         ws.feed(close_frame(code, close.reason.as_str())).await?;
         ws.flush().await
     };
