@@ -1,4 +1,5 @@
-//! The admin port: liveness and readiness for orchestrators.
+//! The admin port: liveness and readiness for orchestrators, and Prometheus
+//! metrics.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(shared)
 }
 
@@ -27,6 +29,14 @@ async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     } else {
         (StatusCode::OK, "ready")
     }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (
+        [(http::header::CONTENT_TYPE, content_type)],
+        shared.metrics.render(),
+    )
 }
 
 /// Serves the admin port until `stopped` turns true.

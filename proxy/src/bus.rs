@@ -11,6 +11,7 @@ use std::sync::Arc;
 use switchboard_proto as pb;
 
 use crate::connection::handle::Protocol;
+use crate::metrics::Metrics;
 use crate::router::frames::{self, FrameError};
 use crate::router::{Audience, Delivery, Encoded, Router};
 
@@ -33,17 +34,25 @@ pub trait Bus: Send + Sync + 'static {
 /// The single-node bus: everything is local.
 pub struct LocalBus {
     router: Arc<Router>,
+    metrics: Arc<Metrics>,
 }
 
 impl LocalBus {
-    pub fn new(router: Arc<Router>) -> Self {
-        Self { router }
+    pub fn new(router: Arc<Router>, metrics: Arc<Metrics>) -> Self {
+        Self { router, metrics }
     }
 }
 
 impl Bus for LocalBus {
     fn publish(&self, send: &pb::Send) -> Result<Delivery, SendError> {
-        deliver_local(&self.router, send)
+        let started = std::time::Instant::now();
+        let delivery = deliver_local(&self.router, send)?;
+        let m = &self.metrics;
+        m.fanout_seconds.observe(started.elapsed().as_secs_f64());
+        m.fanout_deliveries.inc_by(delivery.delivered as u64);
+        m.outbox_overflows.inc_by(delivery.overflowed as u64);
+        m.unencodable.inc_by(delivery.unencodable as u64);
+        Ok(delivery)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod bus;
 pub mod config;
 pub mod connection;
 pub mod ids;
+pub mod metrics;
 pub mod protocol;
 pub mod router;
 pub mod transport;
@@ -35,6 +36,7 @@ use crate::auth::AccessKeys;
 use crate::bus::{Bus, LocalBus};
 use crate::config::Config;
 use crate::connection::close::{Close, CloseReason};
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::transport::negotiate::Negotiated;
 use crate::upstream::registry::Links;
@@ -47,6 +49,7 @@ pub struct Shared {
     pub links: Links,
     pub bus: Box<dyn Bus>,
     pub negotiated: Negotiated,
+    pub metrics: Arc<Metrics>,
     /// Random id of this node, reported to app servers.
     pub node_id: String,
     draining: AtomicBool,
@@ -55,9 +58,11 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Arc<Self> {
         let router = Arc::new(Router::new());
+        let metrics = Arc::new(Metrics::default());
         Arc::new(Self {
             keys: AccessKeys::new(&config.access_keys),
-            bus: Box::new(LocalBus::new(router.clone())),
+            bus: Box::new(LocalBus::new(router.clone(), metrics.clone())),
+            metrics,
             router,
             links: Links::default(),
             negotiated: Negotiated::default(),

@@ -25,6 +25,7 @@ use crate::Shared;
 use crate::auth;
 use crate::connection::close::{Close, CloseReason};
 use crate::connection::handle::Handle;
+use crate::metrics::HubLabels;
 
 /// Messages that may wait for an app server that is slow to read.
 const LINK_QUEUE: usize = 4096;
@@ -188,6 +189,7 @@ impl pb::upstream_server::Upstream for Service {
             .await
             .map_err(|_| Status::internal("link closed during Hello"))?;
         shared.links.add(link.clone());
+        count_links(shared, &link, 1);
         tracing::info!(link = link.id, server = %link.server_id, hubs = ?link.hubs, "app server linked");
 
         let rest: Vec<_> = messages.collect();
@@ -258,6 +260,7 @@ async fn read_link(
 async fn teardown(shared: &Shared, link: &Arc<Link>) {
     link.kill();
     shared.links.remove(link);
+    count_links(shared, link, -1);
     const DETAIL: &str = "The app server handling this connection went away.";
     for hub in &link.hubs {
         for handle in shared.router.hub_connections(hub) {
@@ -292,6 +295,19 @@ async fn teardown(shared: &Shared, link: &Arc<Link>) {
                 ));
             }
         }
+    }
+}
+
+fn count_links(shared: &Shared, link: &Link, delta: i64) {
+    for hub in &link.hubs {
+        let labels = HubLabels {
+            hub: hub.to_string(),
+        };
+        shared
+            .metrics
+            .app_server_links
+            .get_or_create(&labels)
+            .inc_by(delta);
     }
 }
 

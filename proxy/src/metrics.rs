@@ -1,0 +1,188 @@
+//! Prometheus metrics, served in text format on the admin port at `/metrics`.
+//!
+//! Labels are bounded: hub names (only hubs some app server serves can have
+//! connections), transports, protocols and close reasons from fixed
+//! vocabularies. Never connection or user ids.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a connection.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    pub hub: String,
+    pub transport: &'static str,
+    pub protocol: &'static str,
+}
+
+/// Labels of a closed connection.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    pub hub: String,
+    pub reason: &'static str,
+}
+
+/// Labels of per-hub figures.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubLabels {
+    pub hub: String,
+}
+
+/// Every metric the proxy exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Connections open now.
+    pub connections: Family<ConnectionLabels, Gauge>,
+    /// Connections that completed their handshake.
+    pub connections_opened: Family<ConnectionLabels, Counter>,
+    /// Connections that ended, by reason.
+    pub connections_closed: Family<CloseLabels, Counter>,
+    /// Hub messages received from clients.
+    pub messages_received: Counter,
+    /// Bytes received from clients (hub protocol payload).
+    pub bytes_received: Counter,
+    /// Frames queued for clients by app-server sends.
+    pub fanout_deliveries: Counter,
+    /// Time to queue one send for every local target.
+    pub fanout_seconds: Histogram,
+    /// Clients closed because their outbox filled (slow consumers).
+    pub outbox_overflows: Counter,
+    /// Sends whose payload could not be expressed in a target's protocol.
+    pub unencodable: Counter,
+    /// App-server links serving each hub.
+    pub app_server_links: Family<HubLabels, Gauge>,
+    /// Time from a client invocation to the app server's result.
+    pub invocation_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let m = Metrics {
+            connections: Family::default(),
+            connections_opened: Family::default(),
+            connections_closed: Family::default(),
+            messages_received: Counter::default(),
+            bytes_received: Counter::default(),
+            fanout_deliveries: Counter::default(),
+            // 10 µs .. ~1.3 s
+            fanout_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 9)),
+            outbox_overflows: Counter::default(),
+            unencodable: Counter::default(),
+            app_server_links: Family::default(),
+            // 100 µs .. ~26 s
+            invocation_seconds: Histogram::new(exponential_buckets(0.000_1, 4.0, 10)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Client connections open now",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_opened",
+            "Client connections that completed their handshake",
+            m.connections_opened.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections that ended, by reason",
+            m.connections_closed.clone(),
+        );
+        registry.register(
+            "messages_received",
+            "Hub messages received from clients",
+            m.messages_received.clone(),
+        );
+        registry.register(
+            "received_bytes",
+            "Hub protocol bytes received from clients",
+            m.bytes_received.clone(),
+        );
+        registry.register(
+            "fanout_deliveries",
+            "Frames queued for clients by app-server sends",
+            m.fanout_deliveries.clone(),
+        );
+        registry.register(
+            "fanout_duration_seconds",
+            "Time to queue one send for every local target",
+            m.fanout_seconds.clone(),
+        );
+        registry.register(
+            "outbox_overflows",
+            "Clients closed because their outbound queue filled up (slow consumers)",
+            m.outbox_overflows.clone(),
+        );
+        registry.register(
+            "unencodable_sends",
+            "Deliveries skipped because the payload has no form in the client's protocol",
+            m.unencodable.clone(),
+        );
+        registry.register(
+            "app_server_links",
+            "App-server links serving each hub",
+            m.app_server_links.clone(),
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "Time from a client invocation to the app server's result",
+            m.invocation_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_families_with_their_labels() {
+        let m = Metrics::default();
+        let labels = ConnectionLabels {
+            hub: "chat".into(),
+            transport: "WebSockets",
+            protocol: "json",
+        };
+        m.connections.get_or_create(&labels).inc();
+        m.connections_closed
+            .get_or_create(&CloseLabels {
+                hub: "chat".into(),
+                reason: "slow consumer",
+            })
+            .inc();
+        m.fanout_seconds.observe(0.001);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "switchboard_connections{hub=\"chat\",transport=\"WebSockets\",protocol=\"json\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "switchboard_connections_closed_total{hub=\"chat\",reason=\"slow consumer\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_fanout_duration_seconds_count 1"),
+            "{text}"
+        );
+    }
+}
