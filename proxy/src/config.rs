@@ -33,6 +33,10 @@ pub const DEFAULT_OUTBOX_LIMIT: usize = 1024 * 1024;
 pub const DEFAULT_LONG_POLL_TIMEOUT: Duration = Duration::from_secs(90);
 /// A long-polling client that sends no new poll for this long is disconnected.
 pub const DEFAULT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Stateful reconnect is offered to clients that ask for it.
+pub const DEFAULT_STATEFUL_RECONNECT: bool = true;
+/// Unacknowledged bytes kept per stateful-reconnect connection.
+pub const DEFAULT_STATEFUL_RECONNECT_BUFFER: usize = 100_000;
 /// Transports offered to clients.
 pub const DEFAULT_TRANSPORTS: &str = "websockets,sse,longpolling";
 
@@ -104,9 +108,20 @@ pub struct Args {
     #[arg(long, env = "SWITCHBOARD_LONG_POLL_TIMEOUT", value_parser = parse_duration)]
     pub long_poll_timeout: Option<Duration>,
     /// Disconnect a long-polling client that has not polled again within
-    /// this long. [default: 15s]
+    /// this long, and a stateful-reconnect WebSocket client that has not
+    /// reconnected within this long after its socket dropped. [default: 15s]
     #[arg(long, env = "SWITCHBOARD_DISCONNECT_TIMEOUT", value_parser = parse_duration)]
     pub disconnect_timeout: Option<Duration>,
+    /// Offer stateful reconnect (WebSockets) to clients that ask for it:
+    /// `true` or `false`. [default: true]
+    #[arg(long, env = "SWITCHBOARD_STATEFUL_RECONNECT", action = clap::ArgAction::Set)]
+    pub stateful_reconnect: Option<bool>,
+    /// Bytes sent to a stateful-reconnect client and kept until it
+    /// acknowledges them. At the bound the proxy stops writing to that client
+    /// until an Ack arrives; what waits meanwhile counts against
+    /// --outbox-limit. [default: 100000]
+    #[arg(long, env = "SWITCHBOARD_STATEFUL_RECONNECT_BUFFER")]
+    pub stateful_reconnect_buffer: Option<usize>,
     /// Transports offered, comma-separated from `websockets`, `sse`,
     /// `longpolling`. [default: websockets,sse,longpolling]
     #[arg(long, env = "SWITCHBOARD_TRANSPORTS", value_parser = Transports::parse)]
@@ -144,6 +159,8 @@ struct FileConfig {
     long_poll_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     disconnect_timeout: Option<Duration>,
+    stateful_reconnect: Option<bool>,
+    stateful_reconnect_buffer: Option<usize>,
     #[serde(default, deserialize_with = "de_transports")]
     transports: Option<Transports>,
     /// Hub name → transport list, e.g. `[hub_transports] chat = "websockets"`.
@@ -295,6 +312,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub long_poll_timeout: Duration,
     pub disconnect_timeout: Duration,
+    /// Offer stateful reconnect to WebSocket clients that ask for it.
+    pub stateful_reconnect: bool,
+    /// Unacknowledged bytes kept per stateful-reconnect connection.
+    pub stateful_reconnect_buffer: usize,
     /// Transports offered for hubs without an override.
     pub transports: Transports,
     /// Per-hub overrides, lower-case hub names.
@@ -416,6 +437,14 @@ impl Config {
                 .disconnect_timeout
                 .or(file.disconnect_timeout)
                 .unwrap_or(DEFAULT_DISCONNECT_TIMEOUT),
+            stateful_reconnect: args
+                .stateful_reconnect
+                .or(file.stateful_reconnect)
+                .unwrap_or(DEFAULT_STATEFUL_RECONNECT),
+            stateful_reconnect_buffer: args
+                .stateful_reconnect_buffer
+                .or(file.stateful_reconnect_buffer)
+                .unwrap_or(DEFAULT_STATEFUL_RECONNECT_BUFFER),
             transports: args
                 .transports
                 .or(file.transports)
@@ -447,6 +476,8 @@ impl Config {
             log_format: LogFormat::Text,
             long_poll_timeout: DEFAULT_LONG_POLL_TIMEOUT,
             disconnect_timeout: DEFAULT_DISCONNECT_TIMEOUT,
+            stateful_reconnect: DEFAULT_STATEFUL_RECONNECT,
+            stateful_reconnect_buffer: DEFAULT_STATEFUL_RECONNECT_BUFFER,
             transports: Transports::ALL,
             hub_transports: Vec::new(),
         }
@@ -501,6 +532,12 @@ impl Config {
         }
         if self.long_poll_timeout.is_zero() || self.disconnect_timeout.is_zero() {
             return bad("--long-poll-timeout and --disconnect-timeout must be non-zero".into());
+        }
+        if self.stateful_reconnect && self.stateful_reconnect_buffer == 0 {
+            return bad(
+                "--stateful-reconnect-buffer must be non-zero (or turn stateful reconnect off with --stateful-reconnect false)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -569,6 +606,32 @@ mod tests {
         assert_eq!(c.max_message_size, DEFAULT_MAX_MESSAGE_SIZE);
         assert_eq!(c.allowed_origins, AllowedOrigins::Any);
         assert_eq!(c.upstream_listen, DEFAULT_UPSTREAM_LISTEN.parse().unwrap());
+        assert!(c.stateful_reconnect);
+        assert_eq!(
+            c.stateful_reconnect_buffer,
+            DEFAULT_STATEFUL_RECONNECT_BUFFER
+        );
+    }
+
+    #[test]
+    fn stateful_reconnect_can_be_turned_off_and_sized() {
+        let key = ["--access-key", "0123456789abcdef0123"];
+        let c = Config::load(args(
+            &[&key[..], &["--stateful-reconnect", "false"]].concat(),
+        ))
+        .unwrap();
+        assert!(!c.stateful_reconnect);
+        let c = Config::load(args(
+            &[&key[..], &["--stateful-reconnect-buffer", "5000"]].concat(),
+        ))
+        .unwrap();
+        assert_eq!(c.stateful_reconnect_buffer, 5000);
+        let err = Config::load(args(
+            &[&key[..], &["--stateful-reconnect-buffer", "0"]].concat(),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--stateful-reconnect-buffer"), "{err}");
     }
 
     #[test]

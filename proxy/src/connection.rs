@@ -4,11 +4,15 @@
 //! what the connection's [`Outbox`](outbox::Outbox) yields, and runs the
 //! timers; the session decodes hub messages, forwards them to the app server
 //! serving the connection, and registers the connection with the router.
+//! A connection with stateful reconnect also numbers what it receives and
+//! keeps what it wrote until acknowledged ([`stateful`]), so a transport
+//! that can resume may hand it a new socket.
 
 pub mod close;
 pub mod handle;
 pub mod handshake;
 pub mod outbox;
+pub mod stateful;
 
 use std::sync::Arc;
 
@@ -16,6 +20,7 @@ use switchboard_proto::{self as pb, proxy_message::Kind};
 
 use self::close::{Close, CloseReason};
 use self::handle::{Handle, Meta, Protocol};
+use self::stateful::Stateful;
 use crate::Shared;
 use crate::auth::Identity;
 use crate::ids::ConnectionId;
@@ -79,6 +84,8 @@ pub struct Session {
     shared: Arc<Shared>,
     pub handle: Arc<Handle>,
     decoder: Decoder,
+    /// Present once stateful reconnect is on.
+    stateful: Option<Stateful>,
 }
 
 impl Session {
@@ -128,7 +135,19 @@ impl Session {
             shared,
             handle,
             decoder,
+            stateful: None,
         })
+    }
+
+    /// Turns stateful reconnect on (the handshake asked for it), keeping at
+    /// most about `buffer` unacknowledged bytes.
+    pub fn enable_stateful(&mut self, buffer: usize) {
+        self.stateful = Some(Stateful::new(buffer));
+    }
+
+    /// The stateful reconnect state, when on.
+    pub fn stateful(&mut self) -> Option<&mut Stateful> {
+        self.stateful.as_mut()
     }
 
     /// Decodes and handles every complete message in `data`.
@@ -139,6 +158,9 @@ impl Session {
         loop {
             match self.decoder.next_message() {
                 Ok(Some(message)) => {
+                    if !self.sequence(&message)? {
+                        continue;
+                    }
                     if self.dispatch(message).await == Flow::ClientClosed {
                         return Ok(Flow::ClientClosed);
                     }
@@ -146,6 +168,35 @@ impl Session {
                 Ok(None) => return Ok(Flow::Continue),
                 Err(e) => return Err(self.protocol_error(e)),
             }
+        }
+    }
+
+    /// Stateful reconnect's part of receiving: handles Ack and Sequence and
+    /// numbers the rest; false for a message to drop (a control message, or
+    /// one already handled before a reconnect).
+    fn sequence(&mut self, message: &HubMessage) -> Result<bool, Close> {
+        let Some(state) = self.stateful.as_mut() else {
+            return Ok(true);
+        };
+        match message {
+            HubMessage::Ack { sequence_id } => {
+                state.on_ack(*sequence_id);
+                Ok(false)
+            }
+            HubMessage::Sequence { sequence_id } => match state.on_sequence(*sequence_id) {
+                Ok(()) => Ok(false),
+                Err(e) => Err(Close::new(
+                    CloseReason::ProtocolError,
+                    Some(format!("Connection closed with an error. {e}")),
+                    false,
+                )),
+            },
+            HubMessage::Invocation(_)
+            | HubMessage::StreamInvocation(_)
+            | HubMessage::StreamItem { .. }
+            | HubMessage::Completion { .. }
+            | HubMessage::CancelInvocation { .. } => Ok(state.admit()),
+            HubMessage::Ping | HubMessage::Close { .. } => Ok(true),
         }
     }
 
@@ -214,8 +265,9 @@ impl Session {
                 })
             }
             HubMessage::Close { .. } => return Flow::ClientClosed,
-            // Pings only keep the connection alive; Ack and Sequence belong to
-            // stateful reconnect, which this connection did not negotiate.
+            // Pings only keep the connection alive. Ack and Sequence were
+            // handled already when stateful reconnect is on, and mean
+            // nothing otherwise.
             HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {
                 return Flow::Continue;
             }

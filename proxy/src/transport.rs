@@ -6,6 +6,7 @@
 //! links the requests of one connection.
 
 pub mod cors;
+pub mod handover;
 pub mod long_polling;
 pub mod negotiate;
 mod posting;

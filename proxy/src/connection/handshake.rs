@@ -10,6 +10,13 @@ use crate::protocol::handshake;
 /// Protocols and the highest version of each this proxy serves.
 const SUPPORTED: &[(&str, u32)] = &[("json", 1), ("messagepack", 1)];
 
+/// The same on a connection that negotiated stateful reconnect: version 2
+/// asks for it.
+const SUPPORTED_STATEFUL: &[(&str, u32)] = &[("json", 2), ("messagepack", 2)];
+
+/// The protocol version that turns stateful reconnect on.
+const STATEFUL_VERSION: u32 = 2;
+
 /// Hub protocols that need a binary-capable transport.
 const BINARY: &[&str] = &["messagepack"];
 
@@ -28,7 +35,13 @@ pub enum Step {
     /// The request is not complete yet.
     NeedMore,
     /// The request was accepted; `rest` already belongs to the hub protocol.
-    Done { protocol: Protocol, rest: Vec<u8> },
+    /// `stateful` when the client asked for stateful reconnect (only ever on
+    /// a handshake that allowed it).
+    Done {
+        protocol: Protocol,
+        stateful: bool,
+        rest: Vec<u8>,
+    },
     /// The request was refused: answer `error` with a handshake error
     /// response, then close.
     Failed { error: String },
@@ -40,6 +53,7 @@ pub struct Handshake {
     buf: Vec<u8>,
     limit: usize,
     formats: TransferFormats,
+    stateful: bool,
 }
 
 impl Handshake {
@@ -49,7 +63,15 @@ impl Handshake {
             buf: Vec::new(),
             limit,
             formats,
+            stateful: false,
         }
+    }
+
+    /// Also accepts the protocol version that asks for stateful reconnect
+    /// (the connection negotiated it and its transport can resume).
+    pub fn allow_stateful(mut self) -> Self {
+        self.stateful = true;
+        self
     }
 
     /// Adds bytes read from the client.
@@ -76,7 +98,12 @@ impl Handshake {
                 ),
             };
         }
-        if let Err(error) = handshake::check(&request, SUPPORTED) {
+        let supported = if self.stateful {
+            SUPPORTED_STATEFUL
+        } else {
+            SUPPORTED
+        };
+        if let Err(error) = handshake::check(&request, supported) {
             return Step::Failed { error };
         }
         let rest = self.buf.split_off(used);
@@ -86,7 +113,11 @@ impl Handshake {
         } else {
             Protocol::Json
         };
-        Step::Done { protocol, rest }
+        Step::Done {
+            protocol,
+            stateful: self.stateful && request.version >= STATEFUL_VERSION,
+            rest,
+        }
     }
 }
 
@@ -106,9 +137,40 @@ mod tests {
             h.push(&tail),
             Step::Done {
                 protocol: Protocol::Json,
+                stateful: false,
                 rest: b"{\"type\":6}\x1e".to_vec()
             }
         );
+    }
+
+    #[test]
+    fn version_two_only_where_stateful_reconnect_was_negotiated() {
+        let v2 = b"{\"protocol\":\"messagepack\",\"version\":2}\x1e";
+        let mut h = Handshake::new(1024, TransferFormats::TextAndBinary);
+        assert_eq!(
+            h.push(v2),
+            Step::Failed {
+                error: "The server does not support version 2 of the 'messagepack' protocol."
+                    .into()
+            }
+        );
+        let mut h = Handshake::new(1024, TransferFormats::TextAndBinary).allow_stateful();
+        assert_eq!(
+            h.push(v2),
+            Step::Done {
+                protocol: Protocol::MessagePack,
+                stateful: true,
+                rest: Vec::new()
+            }
+        );
+        let mut h = Handshake::new(1024, TransferFormats::TextAndBinary).allow_stateful();
+        assert!(matches!(
+            h.push(REQUEST),
+            Step::Done {
+                stateful: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -162,6 +162,37 @@ impl Outbox {
         s.close.clone()
     }
 
+    /// Like [`drain`](Self::drain), but moves frames only while they fit in
+    /// `budget` bytes (at least one when `budget` is non-zero). Frames left
+    /// behind wait for the next wake-up ([`wake`](Self::wake) once there is
+    /// budget again); the close request is returned only once nothing is left
+    /// to write before it.
+    pub fn drain_up_to(&self, out: &mut Vec<Frame>, budget: usize) -> Option<Close> {
+        let mut s = self.state.lock();
+        let mut taken = 0;
+        while let Some(front) = s.frames.front() {
+            let len = front.len();
+            if budget == 0 || (taken > 0 && taken + len > budget) {
+                break;
+            }
+            taken += len;
+            s.bytes -= len;
+            out.extend(s.frames.pop_front());
+        }
+        if !s.frames.is_empty() {
+            return None;
+        }
+        if s.frames.capacity() > 64 {
+            s.frames = VecDeque::new();
+        }
+        s.close.clone()
+    }
+
+    /// Wakes the writer, e.g. when it may take frames it left behind.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
     /// Bytes currently queued.
     pub fn queued_bytes(&self) -> usize {
         self.state.lock().bytes
@@ -212,6 +243,26 @@ mod tests {
         let close = o.drain(&mut out).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(close.reason, CloseReason::ClosedByServer);
+    }
+
+    #[test]
+    fn drain_up_to_respects_the_budget_and_holds_the_close_back() {
+        let o = Outbox::new(100);
+        for n in [10, 20, 30] {
+            o.push(frame(n)).unwrap();
+        }
+        o.close(Close::new(CloseReason::ClosedByServer, None, false));
+        let mut out = Vec::new();
+        assert_eq!(o.drain_up_to(&mut out, 0), None);
+        assert!(out.is_empty());
+        // The first frame always moves, even when larger than the budget.
+        assert_eq!(o.drain_up_to(&mut out, 5), None);
+        assert_eq!(o.drain_up_to(&mut out, 25), None);
+        assert_eq!(out.iter().map(Frame::len).collect::<Vec<_>>(), vec![10, 20]);
+        assert_eq!(o.queued_bytes(), 30);
+        let close = o.drain_up_to(&mut out, 1000).unwrap();
+        assert_eq!(close.reason, CloseReason::ClosedByServer);
+        assert_eq!(o.queued_bytes(), 0);
     }
 
     #[tokio::test]

@@ -207,7 +207,7 @@ async fn run(
     let (protocol, rest) = loop {
         match step {
             Step::NeedMore => {}
-            Step::Done { protocol, rest } => break (protocol, rest),
+            Step::Done { protocol, rest, .. } => break (protocol, rest),
             Step::Failed { error } => {
                 tracing::debug!(%error, "handshake failed");
                 let answer = handshake::error_response(&error);

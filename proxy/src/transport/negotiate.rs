@@ -106,15 +106,25 @@ pub async fn handle(
         random_id()
     };
     let expires = Instant::now() + shared.config.connect_timeout;
-    let transports = available_transports(shared.config.transports_for(&hub));
+    let enabled = shared.config.transports_for(&hub);
+    let transports = available_transports(enabled);
+    // Only WebSockets can resume, so only offer it when they are on.
+    let stateful = shared.config.stateful_reconnect
+        && enabled.contains(Transport::WebSockets)
+        && query
+            .get("useStatefulReconnect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     shared
         .negotiated
-        .insert(token.clone(), id.clone(), hub, identity, expires);
-    let body = if version == 0 {
+        .insert(token.clone(), id.clone(), hub, identity, expires, stateful);
+    let mut body = if version == 0 {
         json!({"negotiateVersion": 0, "connectionId": id.as_str(), "availableTransports": transports})
     } else {
         json!({"negotiateVersion": 1, "connectionId": id.as_str(), "connectionToken": token, "availableTransports": transports})
     };
+    if stateful {
+        body["useStatefulReconnect"] = json!(true);
+    }
     json_body(body)
 }
 

@@ -153,7 +153,7 @@ async fn handshake_phase(
     loop {
         match step {
             Step::NeedMore => {}
-            Step::Done { protocol, rest } => return Some((protocol, rest)),
+            Step::Done { protocol, rest, .. } => return Some((protocol, rest)),
             Step::Failed { error } => {
                 tracing::debug!(%error, "handshake failed");
                 let _ = io

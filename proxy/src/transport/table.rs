@@ -5,6 +5,8 @@
 //! claims it, active while its task runs, and ended for a short while after
 //! a long-polling connection finished (so a late poll learns it with 204).
 //! Pending and ended entries expire; active ones leave when their task ends.
+//! A WebSocket connection with stateful reconnect stays active between its
+//! sockets, and a reconnect claims it again through its [`Handover`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +17,8 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::handover::Handover;
 use crate::Shared;
-
 use crate::auth::Identity;
 use crate::config::Transport;
 use crate::ids::ConnectionId;
@@ -81,10 +83,42 @@ pub struct Entry {
     /// Lower-case hub name.
     pub hub: String,
     pub identity: Identity,
+    /// Negotiate offered stateful reconnect.
+    pub stateful: bool,
+    /// Where a stateful reconnect hands its socket over.
+    pub handover: Handover,
     state: Mutex<State>,
 }
 
+/// How a WebSocket request uses its connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WebSocketClaim {
+    /// A new connection; the bytes POSTed before (none, for WebSockets).
+    New(Vec<u8>),
+    /// A stateful reconnect: offer the socket to [`Entry::handover`].
+    Resume,
+}
+
 impl Entry {
+    /// Hands the connection to a WebSocket, or resumes it when it has
+    /// stateful reconnect on (even before its task noticed the old socket
+    /// died: the new socket replaces it).
+    pub fn claim_websocket(&self) -> Result<WebSocketClaim, Refusal> {
+        if self.handover.is_open()
+            && matches!(
+                &*self.state.lock(),
+                State::Active {
+                    transport: Transport::WebSockets,
+                    ..
+                }
+            )
+        {
+            return Ok(WebSocketClaim::Resume);
+        }
+        self.claim(Transport::WebSockets, None)
+            .map(WebSocketClaim::New)
+    }
+
     /// Hands the connection to `transport`; returns the bytes POSTed before.
     pub fn claim(
         &self,
@@ -188,6 +222,7 @@ pub struct Table {
 
 impl Table {
     /// Records a negotiated connection under `token` until `expires`.
+    /// `stateful` when negotiate offered stateful reconnect.
     pub fn insert(
         &self,
         token: String,
@@ -195,12 +230,15 @@ impl Table {
         hub: String,
         identity: Identity,
         expires: Instant,
+        stateful: bool,
     ) {
         let entry = Entry {
             token: token.clone(),
             id,
             hub,
             identity,
+            stateful,
+            handover: Handover::default(),
             state: Mutex::new(State::Pending {
                 expires,
                 early: Vec::new(),
@@ -263,6 +301,7 @@ mod tests {
             "chat".into(),
             Identity::default(),
             expires,
+            true,
         );
         let e = t.get("tok").unwrap();
         (t, e)
@@ -296,6 +335,19 @@ mod tests {
         assert_eq!(e.delete().unwrap_err(), Refusal::DeleteNotLongPolling);
     }
 
+    #[test]
+    fn websocket_reconnects_resume_only_once_stateful_reconnect_is_on() {
+        let (_t, e) = table();
+        assert_eq!(e.claim_websocket(), Ok(WebSocketClaim::New(Vec::new())));
+        assert_eq!(e.claim_websocket(), Err(Refusal::AlreadyActive));
+        e.handover.open();
+        assert_eq!(e.claim_websocket(), Ok(WebSocketClaim::Resume));
+        assert_eq!(
+            e.claim(Transport::ServerSentEvents, None).unwrap_err(),
+            Refusal::CannotChange
+        );
+    }
+
     #[tokio::test]
     async fn unclaimed_and_ended_entries_expire() {
         let (t, _e) = table();
@@ -305,6 +357,7 @@ mod tests {
             "chat".into(),
             Identity::default(),
             Instant::now() + Duration::from_millis(20),
+            false,
         );
         t.end("tok", Instant::now() + Duration::from_millis(20));
         tokio::time::sleep(Duration::from_millis(40)).await;

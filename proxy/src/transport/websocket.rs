@@ -1,15 +1,26 @@
 //! The WebSocket transport: the upgrade, the handshake phase over frames,
-//! then one task that reads client frames, drains the outbox into batched writes, and runs the keep-alive and
-//! client-timeout timers.
+//! then one task that reads client frames, drains the outbox into batched
+//! writes, and runs the keep-alive and client-timeout timers.
+//!
+//! With stateful reconnect the same task outlives its socket: when the
+//! socket drops without a Close message it holds the connection (still
+//! registered, still queueing) for the disconnect timeout, and a reconnect
+//! with the same `id` hands it a new socket, on which it writes Sequence and
+//! replays what the client has not acknowledged. Unacknowledged bytes are
+//! bounded by the stateful-reconnect buffer: at the bound the task stops
+//! taking from the outbox until an Ack, so the outbox bound then closes a
+//! client that falls too far behind as a slow consumer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use tokio::time::{Instant, sleep};
 
-use super::table::{Entry, Release};
+use super::handover::Handover;
+use super::table::{Entry, Release, WebSocketClaim};
 use super::{Request, refused};
 use crate::Shared;
 use crate::auth::Identity;
@@ -20,7 +31,7 @@ use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
 use crate::connection::{Accepted, Flow, Session};
 use crate::ids::ConnectionId;
-use crate::protocol::handshake;
+use crate::protocol::{handshake, json, messagepack};
 use crate::router::frames;
 
 /// Initial read buffer. tungstenite allocates it for every connection up
@@ -31,10 +42,16 @@ const READ_BUFFER: usize = 1024;
 /// Writes are flushed once this much is buffered (and after every batch).
 const WRITE_BUFFER: usize = 16 * 1024;
 
+/// How long after a numbered client message an Ack is written, so a burst
+/// is acknowledged once.
+const ACK_INTERVAL: Duration = Duration::from_secs(1);
+
 const NORMAL: u16 = 1000;
 const INTERNAL_ERROR: u16 = 1011;
 
-/// Claims the connection (or starts a skipNegotiation one) and upgrades.
+/// Claims the connection (or starts a skipNegotiation one) and upgrades. A
+/// reconnect of a stateful-reconnect connection hands its socket to the
+/// task that holds the connection instead.
 pub(super) fn start(
     request: Request,
     entry: Option<Arc<Entry>>,
@@ -44,11 +61,19 @@ pub(super) fn start(
     if let Err(rejection) = request.check_enabled(Transport::WebSockets) {
         return rejection.into_response();
     }
-    let (id, early, release) = match entry {
-        Some(entry) => match entry.claim(Transport::WebSockets, None) {
-            Ok(early) => {
+    let ws = configure(ws, &request.shared);
+    let (id, early, release) = match &entry {
+        Some(entry) => match entry.claim_websocket() {
+            Ok(WebSocketClaim::New(early)) => {
                 let release = Release::new(request.shared.clone(), entry.token.clone(), None);
                 (entry.id.clone(), early, Some(release))
+            }
+            Ok(WebSocketClaim::Resume) => {
+                let entry = entry.clone();
+                return ws.on_upgrade(move |socket| async move {
+                    tracing::debug!(connection = %entry.id, "stateful reconnect");
+                    entry.handover.offer(socket);
+                });
             }
             Err(refusal) => return refused(refusal),
         },
@@ -56,6 +81,13 @@ pub(super) fn start(
     };
     let accepted = request.accepted(id, identity, Transport::WebSockets);
     let shared = request.shared;
+    ws.on_upgrade(move |socket| async move {
+        let _release = release;
+        run(socket, shared, accepted, early, entry).await;
+    })
+}
+
+fn configure(ws: WebSocketUpgrade, shared: &Shared) -> WebSocketUpgrade {
     let max = shared.config.max_message_size;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -64,15 +96,20 @@ pub(super) fn start(
         // refuses them before buffering. Several records may share a frame.
         .max_message_size(max.saturating_mul(4))
         .max_frame_size(max.saturating_mul(4))
-        .on_upgrade(move |socket| async move {
-            let _release = release;
-            run(socket, shared, accepted, early).await;
-        })
 }
 
-async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted, early: Vec<u8>) {
+async fn run(
+    mut ws: WebSocket,
+    shared: Arc<Shared>,
+    accepted: Accepted,
+    early: Vec<u8>,
+    entry: Option<Arc<Entry>>,
+) {
     let id = accepted.id.clone();
-    let Some((protocol, rest)) = handshake_phase(&mut ws, &shared, early).await else {
+    let allow_stateful = entry.as_ref().is_some_and(|e| e.stateful);
+    let Some((protocol, stateful, rest)) =
+        handshake_phase(&mut ws, &shared, early, allow_stateful).await
+    else {
         return;
     };
     let mut session = match Session::open(shared.clone(), accepted, protocol).await {
@@ -84,42 +121,120 @@ async fn run(mut ws: WebSocket, shared: Arc<Shared>, accepted: Accepted, early: 
             return;
         }
     };
-    tracing::debug!(connection = %id, hub = %session.handle.hub, "connected");
-    let answer = frames::wrap(protocol, handshake::ok_response());
-    if ws.send(message(answer)).await.is_err() {
-        let close = Close::new(CloseReason::TransportError, None, false);
-        session.finish(&close).await;
-        return;
-    }
-    let close = match session.receive(&rest).await {
-        Ok(Flow::Continue) => serve(&mut ws, &shared, &mut session).await,
-        Ok(Flow::ClientClosed) => Close::new(CloseReason::Normal, None, false),
-        Err(close) => {
-            write_close(&mut ws, protocol, &close).await;
-            close
+    // Only a connection reachable by its token can be resumed.
+    let handover = match entry.as_deref() {
+        Some(entry) if stateful => {
+            session.enable_stateful(shared.config.stateful_reconnect_buffer);
+            entry.handover.open();
+            Some(&entry.handover)
         }
+        _ => None,
+    };
+    tracing::debug!(connection = %id, hub = %session.handle.hub, stateful, "connected");
+    let answer = frames::wrap(protocol, handshake::ok_response());
+    let first = match ws.send(message(answer)).await {
+        Err(_) => End::Dropped(Close::new(CloseReason::TransportError, None, false)),
+        Ok(()) => match session.receive(&rest).await {
+            Ok(Flow::Continue) => serve(&mut ws, &shared, &mut session, handover, false).await,
+            Ok(Flow::ClientClosed) => End::Closed(Close::new(CloseReason::Normal, None, false)),
+            Err(close) => {
+                write_close(&mut ws, protocol, &close).await;
+                End::Closed(close)
+            }
+        },
+    };
+    let close = match handover {
+        Some(handover) => resume_loop(ws, &shared, &mut session, handover, first).await,
+        None => match first {
+            End::Closed(close) | End::Dropped(close) => close,
+            // Never happens: only a stateful connection is handed sockets.
+            End::Replaced(_) => Close::new(CloseReason::TransportError, None, false),
+        },
     };
     session.finish(&close).await;
 }
 
+/// How one socket's service ended.
+enum End {
+    /// The connection is over.
+    Closed(Close),
+    /// The socket went away without a Close message; a stateful connection
+    /// waits for a reconnect, others end with this.
+    Dropped(Close),
+    /// A reconnect arrived while the old socket still looked alive.
+    Replaced(Box<WebSocket>),
+}
+
+/// Carries a stateful-reconnect connection across sockets until it really
+/// ends: after a drop it stays registered for the disconnect timeout and
+/// resumes on the socket a reconnect hands over. Returns why it ended.
+async fn resume_loop(
+    mut ws: WebSocket,
+    shared: &Shared,
+    session: &mut Session,
+    handover: &Handover,
+    mut end: End,
+) -> Close {
+    let handle = session.handle.clone();
+    loop {
+        match end {
+            End::Closed(close) => return close,
+            End::Replaced(socket) => ws = *socket,
+            End::Dropped(close) => {
+                tracing::debug!(connection = %handle.id, reason = %close.reason, "socket dropped; holding the connection for a reconnect");
+                drop(ws);
+                let expiry = sleep(shared.config.disconnect_timeout);
+                tokio::pin!(expiry);
+                ws = loop {
+                    tokio::select! {
+                        socket = handover.next() => break socket,
+                        _ = &mut expiry => {
+                            tracing::debug!(connection = %handle.id, "no reconnect within the disconnect timeout");
+                            return close;
+                        }
+                        // Producers keep queueing; a close (overflow, server
+                        // close, shutdown) ends the connection now.
+                        _ = handle.outbox.ready() => {
+                            if let Some(close) = handle.outbox.close_request() {
+                                return close;
+                            }
+                        }
+                    }
+                };
+            }
+        }
+        tracing::debug!(connection = %handle.id, "connection resumed");
+        end = serve(&mut ws, shared, session, Some(handover), true).await;
+    }
+}
+
 /// Reads until a complete handshake request; answers errors itself. Returns
-/// the protocol and the bytes that followed the handshake.
+/// the protocol, whether stateful reconnect is on and the bytes that
+/// followed the handshake.
 async fn handshake_phase(
     ws: &mut WebSocket,
     shared: &Shared,
     early: Vec<u8>,
-) -> Option<(Protocol, Vec<u8>)> {
+    allow_stateful: bool,
+) -> Option<(Protocol, bool, Vec<u8>)> {
     let deadline = sleep(shared.config.handshake_timeout);
     tokio::pin!(deadline);
     let mut handshake = Handshake::new(
         shared.config.max_message_size,
         TransferFormats::TextAndBinary,
     );
+    if allow_stateful {
+        handshake = handshake.allow_stateful();
+    }
     let mut step = handshake.push(&early);
     loop {
         match step {
             Step::NeedMore => {}
-            Step::Done { protocol, rest } => return Some((protocol, rest)),
+            Step::Done {
+                protocol,
+                stateful,
+                rest,
+            } => return Some((protocol, stateful, rest)),
             Step::Failed { error } => {
                 tracing::debug!(%error, "handshake failed");
                 let _ = ws.send(text(handshake::error_response(&error))).await;
@@ -146,42 +261,111 @@ async fn handshake_phase(
     }
 }
 
-/// The connection's main loop; returns why it ended.
-async fn serve(ws: &mut WebSocket, shared: &Shared, session: &mut Session) -> Close {
+/// Waits for a reconnect's socket, or forever without stateful reconnect.
+async fn reconnected(handover: Option<&Handover>) -> WebSocket {
+    match handover {
+        Some(handover) => handover.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// After a reconnect: Sequence with the first unacknowledged id, then every
+/// unacknowledged frame again.
+async fn replay(ws: &mut WebSocket, session: &mut Session) -> Result<(), ()> {
+    let protocol = session.handle.protocol;
+    let Some(state) = session.stateful() else {
+        return Ok(());
+    };
+    let (first, frames) = state.replay();
+    let sequence = frames::wrap(
+        protocol,
+        match protocol {
+            Protocol::Json => json::sequence(first),
+            Protocol::MessagePack => messagepack::sequence(first),
+        },
+    );
+    ws.feed(message(sequence)).await.map_err(|_| ())?;
+    for frame in frames {
+        ws.feed(message(frame.clone())).await.map_err(|_| ())?;
+    }
+    ws.flush().await.map_err(|_| ())
+}
+
+/// An Ack for `sequence_id`.
+fn ack(protocol: Protocol, sequence_id: u64) -> Frame {
+    frames::wrap(
+        protocol,
+        match protocol {
+            Protocol::Json => json::ack(sequence_id),
+            Protocol::MessagePack => messagepack::ack(sequence_id),
+        },
+    )
+}
+
+/// Serves one socket; returns how that ended. `resumed` replays first.
+async fn serve(
+    ws: &mut WebSocket,
+    shared: &Shared,
+    session: &mut Session,
+    handover: Option<&Handover>,
+    resumed: bool,
+) -> End {
     let config = &shared.config;
     let handle = session.handle.clone();
+    let dropped = |reason| End::Dropped(Close::new(reason, None, false));
+    if resumed {
+        if replay(ws, session).await.is_err() {
+            return dropped(CloseReason::TransportError);
+        }
+        // Frames queued while the socket was gone.
+        handle.outbox.wake();
+    }
     let keep_alive = sleep(config.keep_alive_interval);
     let client_timeout = sleep(config.client_timeout);
-    tokio::pin!(keep_alive, client_timeout);
+    let ack_timer = sleep(ACK_INTERVAL);
+    tokio::pin!(keep_alive, client_timeout, ack_timer);
+    let mut ack_armed = false;
     let mut batch: Vec<Frame> = Vec::new();
     loop {
         tokio::select! {
             biased;
             _ = handle.outbox.ready() => {
-                let close = handle.outbox.drain(&mut batch);
+                let close = match session.stateful() {
+                    None => handle.outbox.drain(&mut batch),
+                    Some(state) => {
+                        // Frames are numbered as written: keep each for replay.
+                        let close = handle.outbox.drain_up_to(&mut batch, state.room());
+                        batch.iter().for_each(|f| state.record(f));
+                        close
+                    }
+                };
                 let written = tokio::select! {
                     r = write_batch(ws, &mut batch) => r,
                     _ = handle.outbox.aborted() => Err(()),
                 };
+                let wrote = !batch.is_empty();
                 batch.clear();
                 // A close requested while writing (an overflow, usually) wins too.
                 if let Some(close) = close.or_else(|| handle.outbox.close_request()) {
                     write_close(ws, handle.protocol, &close).await;
-                    return close;
+                    return End::Closed(close);
                 }
                 if written.is_err() {
-                    return Close::new(CloseReason::TransportError, None, false);
+                    return dropped(CloseReason::TransportError);
                 }
-                keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
+                if wrote {
+                    keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
+                }
             }
+            socket = reconnected(handover) => return End::Replaced(Box::new(socket)),
             received = ws.recv() => {
                 client_timeout.as_mut().reset(Instant::now() + config.client_timeout);
                 let received = match received {
                     Some(Ok(m)) => m,
-                    None => return Close::new(CloseReason::Normal, None, false),
+                    None => return dropped(CloseReason::Normal),
                     Some(Err(e)) => {
                         tracing::debug!(connection = %handle.id, error = %e, "websocket read failed");
-                        return Close::new(CloseReason::TransportError, None, false);
+                        return dropped(CloseReason::TransportError);
                     }
                 };
                 let data: &[u8] = match &received {
@@ -190,20 +374,44 @@ async fn serve(ws: &mut WebSocket, shared: &Shared, session: &mut Session) -> Cl
                     Message::Ping(_) | Message::Pong(_) => continue,
                     Message::Close(_) => {
                         // Sends the close reply tungstenite queued, so the
-                        // client's close handshake completes at once.
+                        // client's close handshake completes at once. Without
+                        // a hub Close first, a stateful client will reconnect.
                         let _ = ws.flush().await;
-                        return Close::new(CloseReason::Normal, None, false);
+                        return dropped(CloseReason::Normal);
                     }
                 };
+                let room_before = session.stateful().map(|s| s.room());
                 match session.receive(data).await {
                     Ok(Flow::Continue) => {}
-                    Ok(Flow::ClientClosed) => return Close::new(CloseReason::Normal, None, false),
+                    Ok(Flow::ClientClosed) => {
+                        return End::Closed(Close::new(CloseReason::Normal, None, false));
+                    }
                     Err(close) => handle.outbox.close(close),
+                }
+                if let Some(state) = session.stateful() {
+                    if !ack_armed && state.ack_owed() {
+                        ack_timer.as_mut().reset(Instant::now() + ACK_INTERVAL);
+                        ack_armed = true;
+                    }
+                    // An Ack made room: take what the outbox kept waiting.
+                    if room_before.is_some_and(|r| state.room() > r)
+                        && handle.outbox.queued_bytes() > 0
+                    {
+                        handle.outbox.wake();
+                    }
+                }
+            }
+            _ = &mut ack_timer, if ack_armed => {
+                ack_armed = false;
+                if let Some(id) = session.stateful().and_then(|s| s.take_ack())
+                    && ws.send(message(ack(handle.protocol, id))).await.is_err()
+                {
+                    return dropped(CloseReason::TransportError);
                 }
             }
             _ = &mut keep_alive => {
                 if ws.send(message(frames::ping(handle.protocol))).await.is_err() {
-                    return Close::new(CloseReason::TransportError, None, false);
+                    return dropped(CloseReason::TransportError);
                 }
                 keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
             }

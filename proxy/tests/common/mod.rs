@@ -95,6 +95,19 @@ impl AppServer {
         }
     }
 
+    /// The next message if one arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Down> {
+        loop {
+            if let Some(m) = self.pending.pop_front() {
+                return Some(m);
+            }
+            let frame = tokio::time::timeout(wait, self.rx.message()).await.ok()?;
+            let frame = frame.unwrap().expect("link ended");
+            self.pending
+                .extend(frame.messages.into_iter().filter_map(|m| m.kind));
+        }
+    }
+
     pub async fn send(&self, kind: Up) {
         self.tx.send(ServerFrame::one(kind)).await.unwrap();
     }
