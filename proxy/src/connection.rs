@@ -24,6 +24,7 @@ use self::stateful::Stateful;
 use crate::Shared;
 use crate::auth::Identity;
 use crate::ids::ConnectionId;
+use crate::metrics::{CloseLabels, ConnectionLabels};
 use crate::protocol::{HubMessage, Invocation, Outcome, ProtocolError, json, messagepack};
 use crate::upstream::connection_opened;
 use crate::upstream::dispatch::client_result;
@@ -131,6 +132,13 @@ impl Session {
             link.remove_load();
         }
         let decoder = Decoder::new(protocol, shared.config.max_message_size);
+        let labels = connection_labels(&handle);
+        shared.metrics.connections.get_or_create(&labels).inc();
+        shared
+            .metrics
+            .connections_opened
+            .get_or_create(&labels)
+            .inc();
         Ok(Session {
             shared,
             handle,
@@ -152,12 +160,14 @@ impl Session {
 
     /// Decodes and handles every complete message in `data`.
     pub async fn receive(&mut self, data: &[u8]) -> Result<Flow, Close> {
+        self.shared.metrics.bytes_received.inc_by(data.len() as u64);
         self.decoder
             .push(data)
             .map_err(|e| self.protocol_error(e))?;
         loop {
             match self.decoder.next_message() {
                 Ok(Some(message)) => {
+                    self.shared.metrics.messages_received.inc();
                     if !self.sequence(&message)? {
                         continue;
                     }
@@ -311,6 +321,16 @@ impl Session {
     /// Unregisters the connection and tells its app server why it ended.
     pub async fn finish(self, close: &Close) {
         self.shared.router.remove(&self.handle);
+        let metrics = &self.shared.metrics;
+        metrics
+            .connections
+            .get_or_create(&connection_labels(&self.handle))
+            .dec();
+        let closed = CloseLabels {
+            hub: self.handle.hub.to_string(),
+            reason: close.reason.as_str(),
+        };
+        metrics.connections_closed.get_or_create(&closed).inc();
         for (request_id, link) in self.handle.take_client_calls() {
             let text = "The connection closed before the client returned a result.".to_owned();
             let _ = link
@@ -331,5 +351,13 @@ impl Session {
             let _ = link.send(closed).await;
         }
         tracing::debug!(connection = %self.handle.id, hub = %self.handle.hub, reason = %close.reason, "connection closed");
+    }
+}
+
+fn connection_labels(handle: &Handle) -> ConnectionLabels {
+    ConnectionLabels {
+        hub: handle.hub.to_string(),
+        transport: handle.meta.transport,
+        protocol: handle.protocol.name(),
     }
 }

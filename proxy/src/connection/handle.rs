@@ -2,6 +2,7 @@
 //! links and the connection's own task all reach for.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -40,6 +41,7 @@ impl Protocol {
 struct Pending {
     invocation_id: String,
     target: String,
+    started: Instant,
 }
 
 /// A client result the app server is waiting for (the proxy invoked a client
@@ -137,26 +139,21 @@ impl Handle {
             inner.pending.push(Pending {
                 invocation_id: id.to_owned(),
                 target: target.to_owned(),
+                started: Instant::now(),
             });
         }
         inner.link.clone()
     }
 
-    /// Forgets a pending invocation; false if it was not pending (already
-    /// answered or failed).
-    pub fn finish_invocation(&self, invocation_id: &str) -> bool {
+    /// Forgets a pending invocation and says how long it took; `None` if it
+    /// was not pending (already answered or failed).
+    pub fn finish_invocation(&self, invocation_id: &str) -> Option<Duration> {
         let mut inner = self.inner.lock();
-        match inner
+        let i = inner
             .pending
             .iter()
-            .position(|p| p.invocation_id == invocation_id)
-        {
-            Some(i) => {
-                inner.pending.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+            .position(|p| p.invocation_id == invocation_id)?;
+        Some(inner.pending.swap_remove(i).started.elapsed())
     }
 
     /// Whether `invocation_id` is awaiting a result (streams stay pending

@@ -148,9 +148,13 @@ fn invocation_result(shared: &Shared, result: pb::InvocationResult) {
         return;
     };
     // Only answer invocations the client is waiting for, once.
-    if !handle.finish_invocation(&result.invocation_id) {
+    let Some(took) = handle.finish_invocation(&result.invocation_id) else {
         return;
-    }
+    };
+    shared
+        .metrics
+        .invocation_seconds
+        .observe(took.as_secs_f64());
     let frame = frames::completion(
         handle.protocol,
         &result.invocation_id,
