@@ -25,6 +25,9 @@ pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long shutdown waits for clients to receive their Close message.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// On shutdown, clients are told to reconnect spread evenly over this window,
+/// so they do not all land on the other replicas at once.
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(3);
 /// Largest single message a client may send, in bytes.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 32 * 1024;
 /// Bound on bytes queued for one client; past it the client is closed as a slow consumer.
@@ -94,6 +97,10 @@ pub struct Args {
     /// How long shutdown waits for clients to receive Close. [default: 5s]
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+    /// On shutdown, spread clients' Close{allowReconnect} over this window;
+    /// must be shorter than the shutdown timeout. [default: 3s]
+    #[arg(long, env = "SWITCHBOARD_DRAIN_WINDOW", value_parser = parse_duration)]
+    pub drain_window: Option<Duration>,
     /// Largest message a client may send, in bytes. [default: 32768]
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE")]
     pub max_message_size: Option<usize>,
@@ -152,6 +159,8 @@ struct FileConfig {
     connect_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    drain_window: Option<Duration>,
     max_message_size: Option<usize>,
     outbox_limit: Option<usize>,
     log_format: Option<LogFormat>,
@@ -307,6 +316,7 @@ pub struct Config {
     pub client_timeout: Duration,
     pub connect_timeout: Duration,
     pub shutdown_timeout: Duration,
+    pub drain_window: Duration,
     pub max_message_size: usize,
     pub outbox_limit: usize,
     pub log_format: LogFormat,
@@ -420,6 +430,10 @@ impl Config {
                 .shutdown_timeout
                 .or(file.shutdown_timeout)
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            drain_window: args
+                .drain_window
+                .or(file.drain_window)
+                .unwrap_or(DEFAULT_DRAIN_WINDOW),
             max_message_size: args
                 .max_message_size
                 .or(file.max_message_size)
@@ -471,6 +485,7 @@ impl Config {
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             shutdown_timeout: Duration::from_millis(200),
+            drain_window: Duration::ZERO,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             outbox_limit: DEFAULT_OUTBOX_LIMIT,
             log_format: LogFormat::Text,
@@ -494,6 +509,12 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.drain_window >= self.shutdown_timeout {
+            return bad(format!(
+                "--drain-window ({:?}) must be shorter than --shutdown-timeout ({:?}), which also covers the clients' last writes",
+                self.drain_window, self.shutdown_timeout
+            ));
+        }
         if self.access_keys.is_empty() {
             return bad("no access key: set --access-key or SWITCHBOARD_ACCESS_KEY (at least 32 characters is recommended)".into());
         }
@@ -729,5 +750,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--client-timeout"), "{err}");
+    }
+
+    #[test]
+    fn drain_window_must_fit_in_the_shutdown_timeout() {
+        let err = Config::load(args(&[
+            "--access-key",
+            "0123456789abcdef0123",
+            "--drain-window",
+            "10s",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--drain-window"), "{err}");
     }
 }

@@ -137,16 +137,29 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
 
 impl Running {
     /// Graceful stop: readiness goes false, new negotiates are refused, every
-    /// client gets `Close{allowReconnect: true}`, then app-server links and
-    /// listeners close. Waits at most the configured shutdown timeout for clients.
+    /// client gets `Close{allowReconnect: true}`, spread over the drain
+    /// window so they do not reconnect elsewhere all at once, then app-server
+    /// links and listeners close. Takes at most the shutdown timeout for clients.
     pub async fn shutdown(mut self) {
         self.shared.draining.store(true, Ordering::Relaxed);
-        for handle in self.shared.router.all_connections() {
-            handle
-                .outbox
-                .close(Close::new(CloseReason::Shutdown, None, true));
+        let started = tokio::time::Instant::now();
+        let config = &self.shared.config;
+        let clients = self.shared.router.all_connections();
+        // Up to 100 steps over the window, each closing an equal share.
+        let steps = clients.len().clamp(1, 100);
+        let per_step = clients.len().div_ceil(steps).max(1);
+        for (i, batch) in clients.chunks(per_step).enumerate() {
+            tokio::time::sleep_until(
+                started + config.drain_window.mul_f64(i as f64 / steps as f64),
+            )
+            .await;
+            for handle in batch {
+                handle
+                    .outbox
+                    .close(Close::new(CloseReason::Shutdown, None, true));
+            }
         }
-        let deadline = tokio::time::Instant::now() + self.shared.config.shutdown_timeout;
+        let deadline = started + config.shutdown_timeout;
         while self.shared.router.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

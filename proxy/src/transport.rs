@@ -122,6 +122,12 @@ async fn connect(
                 Err(rejection) => return rejection.into_response(),
             },
             // skipNegotiation: the token is checked here instead.
+            None if request.shared.is_draining() => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "This Switchboard node is shutting down; try again.",
+                );
+            }
             None => match negotiate::check_token(&request.shared, &headers, &query, &request.hub) {
                 Ok(identity) => (None, identity),
                 Err(why) => return negotiate::unauthorized(why),

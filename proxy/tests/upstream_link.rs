@@ -514,3 +514,49 @@ async fn shutdown_tells_clients_to_reconnect_and_ends_links() {
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_spreads_closes_over_the_drain_window() {
+    let p = proxy(|c| {
+        c.drain_window = Duration::from_millis(1000);
+        c.shutdown_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let mut app = AppServer::linked(&p, &["chat"]).await;
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        clients.push(Client::connect(&p, "chat", &format!("u{i}")).await);
+        opened(app.next().await);
+    }
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(p.shutdown());
+    let mut arrivals = Vec::new();
+    for mut c in clients {
+        arrivals.push(tokio::spawn(async move {
+            let close = c.next().await;
+            assert_eq!(close["allowReconnect"], true, "{close}");
+            std::time::Instant::now()
+        }));
+    }
+    let mut times = Vec::new();
+    for a in arrivals {
+        times.push(a.await.unwrap().duration_since(started));
+    }
+    times.sort();
+    assert!(
+        times[0] < Duration::from_millis(300),
+        "first close after {:?}",
+        times[0]
+    );
+    assert!(
+        times[19] > Duration::from_millis(700),
+        "last close after {:?}: not spread",
+        times[19]
+    );
+    assert!(
+        times[19] < Duration::from_millis(2000),
+        "last close after {:?}",
+        times[19]
+    );
+    stopping.await.unwrap();
+}
