@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 pub struct Handover {
     /// Set once the connection's handshake turned stateful reconnect on.
     open: AtomicBool,
-    socket: Mutex<Option<WebSocket>>,
+    /// Boxed: every connection carries a `Handover`, few ever hold a socket.
+    socket: Mutex<Option<Box<WebSocket>>>,
     offered: Notify,
 }
 
@@ -34,7 +35,7 @@ impl Handover {
     /// Hands over a reconnected socket; a socket offered earlier and not yet
     /// taken is replaced (and so closed).
     pub fn offer(&self, socket: WebSocket) {
-        *self.socket.lock() = Some(socket);
+        *self.socket.lock() = Some(Box::new(socket));
         self.offered.notify_one();
     }
 
@@ -42,7 +43,7 @@ impl Handover {
     pub async fn next(&self) -> WebSocket {
         loop {
             if let Some(socket) = self.socket.lock().take() {
-                return socket;
+                return *socket;
             }
             self.offered.notified().await;
         }

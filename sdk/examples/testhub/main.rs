@@ -1,23 +1,29 @@
 //! `testhub`: the conformance app server used by Switchboard's end-to-end
-//! tests. It serves hub `testhub` with one method per behaviour under test
-//! (including the streaming ones of the SignalR client test suites), plus
-//! HTTP routes to negotiate, mint tokens, read the connect/disconnect log,
-//! invoke a client for a result (`/clientresult/{connectionId}`) and check
-//! readiness.
+//! tests. It serves hubs `testhub`, `testhub-nowebsockets` (the same
+//! methods; the proxy is told to offer it no WebSockets) and `authorizedhub`
+//! (negotiate needs an app token from `GET /generateJwtToken`), each with one
+//! method per behaviour under test (including the streaming ones of the
+//! SignalR client test suites), plus HTTP routes to negotiate, mint tokens,
+//! read the connect/disconnect log, invoke a client for a result
+//! (`/clientresult/{connectionId}`), check readiness, and the negotiate edges
+//! of [`conformance`] (`/redirect`, `/bad-negotiate`, cookies, CORS).
 //!
 //! ```text
 //! SWITCHBOARD_CONNECTION_STRING='Endpoint=http://127.0.0.1:8080;AccessKey=...' \
 //!     testhub --listen 127.0.0.1:5001 [--server-id a]
 //! ```
 
+mod conformance;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use anyhow::Context as _;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use futures_util::{StreamExt, stream};
@@ -29,6 +35,10 @@ use switchboard_sdk::{
 };
 
 const HUB: &str = "testhub";
+/// The same hub as [`HUB`], for clients that must not use WebSockets.
+const HUB_NO_WEBSOCKETS: &str = "testhub-nowebsockets";
+/// The same hub as [`HUB`] behind the app's own authentication.
+const HUB_AUTHORIZED: &str = "authorizedhub";
 
 /// The test hub app server.
 #[derive(Debug, Parser)]
@@ -74,21 +84,43 @@ async fn main() -> anyhow::Result<()> {
         .context("SWITCHBOARD_CONNECTION_STRING")?;
 
     let events = Events::default();
-    let server = Server::builder(conn)
-        .server_id(args.server_id.clone())
-        .hub(test_hub(args.server_id, events.clone()))
-        .start();
+    let mut builder = Server::builder(conn).server_id(args.server_id.clone());
+    for hub in [HUB, HUB_NO_WEBSOCKETS, HUB_AUTHORIZED] {
+        builder = builder.hub(test_hub(hub, args.server_id.clone(), events.clone()));
+    }
+    let server = builder.start();
 
+    let auth = Arc::new(conformance::AppAuth::new());
+    let negotiate = {
+        let auth = auth.clone();
+        server
+            .negotiate_routes(move |request| negotiate_options(auth.clone(), request))
+            .layer(axum::middleware::map_response(
+                conformance::negotiate_cookies,
+            ))
+    };
+    let edges = Router::new()
+        .route("/generateJwtToken", get(conformance::generate_jwt_token))
+        .route("/redirect/negotiate", post(conformance::redirect))
+        .route("/bad-negotiate", any(conformance::bad_negotiate))
+        .route("/bad-negotiate/negotiate", any(conformance::bad_negotiate))
+        .with_state(conformance::Edges {
+            auth,
+            negotiator: server.negotiator().clone(),
+            redirects: Arc::new(AtomicU64::new(0)),
+        });
     let app = Router::new()
         .route("/token", get(token))
         .route("/events", get(list_events))
         .route("/health", get(health))
         .route("/clientresult/{connection_id}", get(client_result))
-        .merge(server.negotiate_routes(negotiate_options))
+        .merge(negotiate)
         .with_state(AppState {
             server: server.clone(),
             events,
-        });
+        })
+        .merge(edges)
+        .layer(axum::middleware::from_fn(conformance::permissive_cors));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -102,16 +134,36 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The user comes from the `user` query parameter, as in
-/// `withUrl("http://APP/testhub?user=alice")`; none means anonymous.
+/// For `authorizedhub` the user is the one named by the app token in
+/// `Authorization: Bearer`, and negotiate answers 401 without a valid one.
+/// For the other hubs the user comes from the `user` query parameter, as in
+/// `withUrl("http://APP/testhub?user=alice")`; none means anonymous. A
+/// `numRedirects` query parameter (left by `/redirect`) becomes a claim of
+/// the same name, which `GetNumRedirects` reads back.
 async fn negotiate_options(
+    auth: Arc<conformance::AppAuth>,
     request: NegotiateRequest,
 ) -> Result<NegotiateOptions, axum::response::Response> {
-    let options = NegotiateOptions::new();
-    Ok(match request.query_param("user") {
-        Some(user) if !user.is_empty() => options.user_id(user),
-        _ => options,
-    })
+    let mut options = NegotiateOptions::new();
+    if request.hub().eq_ignore_ascii_case(HUB_AUTHORIZED) {
+        let Some(user) = auth.user(request.headers()) else {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            )
+                .into_response());
+        };
+        options = options.user_id(user);
+    } else if let Some(user) = request.query_param("user").filter(|user| !user.is_empty()) {
+        options = options.user_id(user);
+    }
+    if let Some(count) = request
+        .query_param("numRedirects")
+        .and_then(|count| count.parse::<u64>().ok())
+    {
+        options = options.claim("numRedirects", count);
+    }
+    Ok(options)
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,9 +248,9 @@ impl Drop for NotifyCanceled {
     }
 }
 
-fn test_hub(server_id: String, events: Events) -> Hub {
+fn test_hub(name: &str, server_id: String, events: Events) -> Hub {
     let connected = events.clone();
-    Hub::builder(HUB)
+    Hub::builder(name)
         .on_connected(move |ctx: Context| {
             record(&connected, "connected", &ctx);
             async {}
@@ -339,7 +391,106 @@ fn test_hub(server_id: String, events: Events) -> Hub {
             let server_id = server_id.clone();
             async move { Ok::<_, HubError>(server_id) }
         })
+        .method("GetNumRedirects", |ctx: Context, (): ()| async move {
+            num_redirects(&ctx).ok_or_else(|| HubError::new("the client was not redirected"))
+        })
+        .method(
+            "InvokeWithString",
+            |ctx: Context, (message,): (String,)| async move {
+                ctx.clients().caller().send("Message", (message,)).await
+            },
+        )
+        .method(
+            "SendCustomObject",
+            |ctx: Context, (object,): (CustomObject,)| async move {
+                ctx.clients().caller().send("CustomObject", (object,)).await
+            },
+        )
+        .method(
+            "GetActiveTransportName",
+            |ctx: Context, (): ()| async move {
+                Ok::<_, HubError>(ctx.connection().transport().to_owned())
+            },
+        )
+        .method(
+            "EchoComplexObject",
+            |_ctx: Context, (object,): (ComplexObject,)| async move { Ok::<_, HubError>(object) },
+        )
+        .method("SendComplexObject", |_ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(ComplexObject::sample())
+        })
+        .method("GetContentTypeHeader", |ctx: Context, (): ()| async move {
+            Ok::<_, HubError>(header(&ctx, "content-type"))
+        })
+        .method("GetHeader", |ctx: Context, (name,): (String,)| async move {
+            Ok::<_, HubError>(header(&ctx, &name))
+        })
+        .method("GetCookie", |ctx: Context, (name,): (String,)| async move {
+            Ok::<_, HubError>(cookie(&ctx, &name))
+        })
         .build()
+}
+
+/// The argument of `SendCustomObject`, named as .NET clients name it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CustomObject {
+    name: String,
+    value: i64,
+}
+
+/// The argument and result of `EchoComplexObject`, in the JSON form .NET
+/// servers give it: the byte array as base64, the GUID and the date as text.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ComplexObject {
+    string: String,
+    int_array: Vec<i64>,
+    byte_array: String,
+    #[serde(rename = "GUID")]
+    guid: String,
+    date_time: String,
+}
+
+impl ComplexObject {
+    /// What `SendComplexObject` returns.
+    fn sample() -> Self {
+        Self {
+            string: "hello world".to_owned(),
+            int_array: vec![1, 2, 3],
+            // The bytes 1, 2, 3.
+            byte_array: "AQID".to_owned(),
+            guid: "00010203-0405-0607-0706-050403020100".to_owned(),
+            date_time: "2000-01-01T00:00:00Z".to_owned(),
+        }
+    }
+}
+
+/// `numRedirects` from the connect URL's query (a redirect with a token
+/// puts it there), else from the token's claims (a redirect to this app's
+/// negotiate leaves it in the query that negotiate turns into a claim).
+fn num_redirects(ctx: &Context) -> Option<u64> {
+    let from_query = ctx.connection().query().split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == "numRedirects").then(|| value.parse().ok())?
+    });
+    from_query.or_else(|| ctx.claims().get("numRedirects")?.as_u64())
+}
+
+/// A request header the proxy passed on; `None` when it did not.
+fn header(ctx: &Context, name: &str) -> Option<String> {
+    ctx.connection()
+        .headers()
+        .get(&name.to_ascii_lowercase())
+        .cloned()
+}
+
+/// A cookie from the `Cookie` header, if the proxy passed that on.
+fn cookie(ctx: &Context, name: &str) -> Option<String> {
+    header(ctx, "cookie")?.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
 }
 
 fn record(events: &Events, event: &'static str, ctx: &Context) {
