@@ -21,7 +21,10 @@ async fn official_js_client_streams_and_client_results_on_every_transport_and_pr
     let env = [
         ("APP_URL", app.url()),
         ("PROTOCOLS", "json,messagepack".to_owned()),
-        ("TRANSPORTS", "WebSockets,ServerSentEvents,LongPolling".to_owned()),
+        (
+            "TRANSPORTS",
+            "WebSockets,ServerSentEvents,LongPolling".to_owned(),
+        ),
     ];
     node::run_suite("streams.test.mjs", &env, Duration::from_secs(240)).await;
 }

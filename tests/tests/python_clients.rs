@@ -11,6 +11,9 @@ async fn python_clients() {
     // the next message arrives: frequent pings keep each test short.
     let proxy = Proxy::start_with(&["--keep-alive-interval", "1s"]).await;
     let app = AppServer::testhub(&proxy, None).await;
-    let env = [("APP_URL", app.url()), ("PROTOCOLS", "json,messagepack".to_owned())];
+    let env = [
+        ("APP_URL", app.url()),
+        ("PROTOCOLS", "json,messagepack".to_owned()),
+    ];
     python::run_suite(&env, Duration::from_secs(300)).await;
 }
