@@ -52,11 +52,21 @@ pub struct AppServer {
 }
 
 impl AppServer {
+    /// Links with a valid app-server token.
     pub async fn linked(p: &Running, hubs: &[&str]) -> Self {
         let bearer = token(
             &auth::server_audience(&p.shared.config.public_url),
             json!({"sub": "test"}),
         );
+        Self::connect(p, hubs, Some(bearer)).await.unwrap()
+    }
+
+    /// Links with `bearer` (or none); the proxy's refusal is the error.
+    pub async fn connect(
+        p: &Running,
+        hubs: &[&str],
+        bearer: Option<String>,
+    ) -> Result<Self, tonic::Status> {
         let mut client = UpstreamClient::connect(format!("http://{}", p.upstream_addr))
             .await
             .unwrap();
@@ -68,17 +78,24 @@ impl AppServer {
         };
         tx.send(ServerFrame::one(Up::Hello(hello))).await.unwrap();
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
-        let rx = client.link(request).await.unwrap().into_inner();
+        if let Some(bearer) = bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+        }
+        let rx = client.link(request).await?.into_inner();
         let mut server = Self {
             tx,
             rx,
             pending: Default::default(),
         };
         assert!(matches!(server.next().await, Down::Welcome(_)));
-        server
+        Ok(server)
+    }
+
+    /// The next raw frame from the proxy (for watching the link end).
+    pub async fn next_frame(&mut self) -> Result<Option<ProxyFrame>, tonic::Status> {
+        self.rx.message().await
     }
 
     pub async fn next(&mut self) -> Down {
