@@ -7,7 +7,9 @@
 
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
-import * as signalR from "@microsoft/signalr";
+// SIGNALR_PACKAGE picks the client major: "@microsoft/signalr" (10) or
+// "signalr8" (the 8.x client, installed under that alias).
+const signalR = await import(process.env.SIGNALR_PACKAGE || "@microsoft/signalr");
 
 const APP_URL = requiredEnv("APP_URL");
 const PROXY_URL = requiredEnv("PROXY_URL");
