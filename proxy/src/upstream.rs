@@ -62,14 +62,29 @@ impl std::fmt::Debug for Link {
 
 impl Link {
     /// Queues a message for the app server, waiting if its queue is full.
-    pub async fn send(&self, kind: Kind) -> Result<(), LinkGone> {
-        if self.dead.load(Ordering::Acquire) {
-            return Err(LinkGone);
+    ///
+    /// Not an `async fn`: every connection's task awaits this while handling
+    /// client messages, and an async fn would keep room for the message and
+    /// the channel's send future inside each of those tasks for their whole
+    /// life. The common case (room in the queue) completes at once; only a
+    /// full queue allocates the waiting future.
+    pub fn send(&self, kind: Kind) -> impl Future<Output = Result<(), LinkGone>> + Send + '_ {
+        use tokio::sync::mpsc::error::TrySendError;
+        let waiting = if self.dead.load(Ordering::Acquire) {
+            Err(LinkGone)
+        } else {
+            match self.tx.try_send(ProxyMessage { kind: Some(kind) }) {
+                Ok(()) => Ok(None),
+                Err(TrySendError::Closed(_)) => Err(LinkGone),
+                Err(TrySendError::Full(message)) => Ok(Some(Box::pin(self.tx.send(message)))),
+            }
+        };
+        async move {
+            match waiting? {
+                None => Ok(()),
+                Some(send) => send.await.map_err(|_| LinkGone),
+            }
         }
-        self.tx
-            .send(ProxyMessage { kind: Some(kind) })
-            .await
-            .map_err(|_| LinkGone)
     }
 
     /// Connections currently assigned to this link.

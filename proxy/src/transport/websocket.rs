@@ -144,7 +144,10 @@ async fn run(
         },
     };
     let close = match handover {
-        Some(handover) => resume_loop(ws, &shared, &mut session, handover, first).await,
+        // Boxed: its state (another socket and another `serve`) would
+        // otherwise sit in every connection's task from the start; only
+        // connections whose socket ended ever need it.
+        Some(handover) => Box::pin(resume_loop(ws, &shared, &mut session, handover, first)).await,
         None => match first {
             End::Closed(close) | End::Dropped(close) => close,
             // Never happens: only a stateful connection is handed sockets.
