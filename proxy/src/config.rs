@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Request headers passed to app servers by default.
+pub const DEFAULT_FORWARD_HEADERS: [&str; 4] =
+    ["user-agent", "origin", "x-forwarded-for", "accept-language"];
 /// Client port (negotiate, WebSockets).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// App-server gRPC port. Never expose it publicly.
@@ -82,6 +85,11 @@ pub struct Args {
     /// allows any. [default: *]
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Request headers of a client's connect request passed to the app
+    /// server in ConnectionOpened, comma-separated (never `authorization`).
+    /// [default: user-agent,origin,x-forwarded-for,accept-language]
+    #[arg(long, env = "SWITCHBOARD_FORWARD_HEADERS", value_delimiter = ',')]
+    pub forward_headers: Vec<String>,
     /// Handshake timeout, e.g. `15s`, `500ms`. [default: 15s]
     #[arg(long, env = "SWITCHBOARD_HANDSHAKE_TIMEOUT", value_parser = parse_duration)]
     pub handshake_timeout: Option<Duration>,
@@ -149,6 +157,7 @@ struct FileConfig {
     access_keys: Option<Vec<String>>,
     public_url: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    forward_headers: Option<Vec<String>>,
     #[serde(default, deserialize_with = "de_duration")]
     handshake_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "de_duration")]
@@ -311,6 +320,8 @@ pub struct Config {
     /// Without a trailing slash.
     pub public_url: String,
     pub allowed_origins: AllowedOrigins,
+    /// Lower-case header names passed to app servers.
+    pub forward_headers: Vec<String>,
     pub handshake_timeout: Duration,
     pub keep_alive_interval: Duration,
     pub client_timeout: Duration,
@@ -374,6 +385,14 @@ impl Config {
         let origins = non_empty(args.allowed_origins)
             .or(file.allowed_origins)
             .unwrap_or_default();
+        let forward_headers = non_empty(args.forward_headers)
+            .or(file.forward_headers)
+            .unwrap_or_else(|| {
+                DEFAULT_FORWARD_HEADERS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .collect()
+            });
         let public_url = args
             .public_url
             .or(file.public_url)
@@ -410,6 +429,11 @@ impl Config {
             } else {
                 AllowedOrigins::List(origins.into_iter().map(|o| o.trim().to_owned()).collect())
             },
+            forward_headers: forward_headers
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
             handshake_timeout: args
                 .handshake_timeout
                 .or(file.handshake_timeout)
@@ -480,6 +504,10 @@ impl Config {
             access_keys: vec![access_key.to_owned()],
             public_url: String::new(),
             allowed_origins: AllowedOrigins::Any,
+            forward_headers: DEFAULT_FORWARD_HEADERS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             keep_alive_interval: DEFAULT_KEEP_ALIVE_INTERVAL,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
@@ -509,6 +537,14 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(h) = self.forward_headers.iter().find(|h| {
+            matches!(h.as_str(), "authorization" | "proxy-authorization")
+                || http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        }) {
+            return bad(format!(
+                "--forward-headers cannot include '{h}': credentials are never passed to app servers, and names must be valid header names"
+            ));
+        }
         if self.drain_window >= self.shutdown_timeout {
             return bad(format!(
                 "--drain-window ({:?}) must be shorter than --shutdown-timeout ({:?}), which also covers the clients' last writes",
@@ -763,5 +799,29 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--drain-window"), "{err}");
+    }
+
+    #[test]
+    fn forwarded_headers_never_include_credentials() {
+        let c = Config::load(args(&[
+            "--access-key",
+            "0123456789abcdef0123",
+            "--forward-headers",
+            "Cookie, X-Trace",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.forward_headers,
+            vec!["cookie".to_owned(), "x-trace".to_owned()]
+        );
+        let err = Config::load(args(&[
+            "--access-key",
+            "0123456789abcdef0123",
+            "--forward-headers",
+            "cookie,Authorization",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("authorization"), "{err}");
     }
 }

@@ -88,17 +88,14 @@ async fn connect(
         );
     };
     let token = query.get("id").filter(|t| !t.is_empty());
-    let request = Request {
-        shared,
-        hub,
-        meta: Meta {
-            claims: Vec::new(),
-            transport: "",
-            remote_address: remote.to_string(),
-            query: query.forwarded(),
-            headers: forwarded_headers(&headers),
-        },
+    let meta = Meta {
+        claims: Vec::new(),
+        transport: "",
+        remote_address: remote.to_string(),
+        query: query.forwarded(),
+        headers: forwarded_headers(&headers, &shared.config.forward_headers),
     };
+    let request = Request { shared, hub, meta };
     match method {
         Method::GET | Method::CONNECT => {}
         Method::POST => return posting::post(&request, token, body).await,

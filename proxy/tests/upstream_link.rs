@@ -457,3 +457,36 @@ async fn shutdown_spreads_closes_over_the_drain_window() {
     );
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn configured_headers_reach_the_app_server_but_credentials_never_do() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let p = proxy(|c| c.forward_headers = vec!["cookie".into(), "x-trace".into()]).await;
+    let mut app = AppServer::linked(&p, &["chat"]).await;
+    let aud = auth::client_audience(&p.shared.config.public_url, "chat");
+    let bearer = token(&aud, json!({"nameid": "erin"}));
+    // skipNegotiation: the token travels on the WebSocket request itself.
+    let url = format!("ws://{}/client/?hub=chat", p.client_addr);
+    let mut request = url.into_client_request().unwrap();
+    let h = request.headers_mut();
+    h.insert("cookie", "session=abc".parse().unwrap());
+    h.insert("x-trace", "t-1".parse().unwrap());
+    h.insert("user-agent", "not-forwarded".parse().unwrap());
+    h.insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
+    let o = opened(app.next().await);
+    assert_eq!(o.user_id, "erin");
+    let mut headers: Vec<_> = o.headers.into_iter().collect();
+    headers.sort();
+    assert_eq!(
+        headers,
+        vec![
+            ("cookie".into(), "session=abc".into()),
+            ("x-trace".into(), "t-1".into())
+        ]
+    );
+    p.shutdown().await;
+}

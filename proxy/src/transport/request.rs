@@ -57,17 +57,16 @@ pub fn access_token<'a>(headers: &'a HeaderMap, query: &'a Query) -> Option<&'a 
         .filter(|t| !t.is_empty())
 }
 
-/// Request headers passed on to app servers: a short allow-list, never
-/// credentials.
-pub fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    const FORWARDED: [&str; 4] = ["user-agent", "origin", "x-forwarded-for", "accept-language"];
-    FORWARDED
+/// Request headers passed on to app servers: the configured allow-list
+/// (`--forward-headers`, which refuses credentials).
+pub fn forwarded_headers(headers: &HeaderMap, allowed: &[String]) -> Vec<(String, String)> {
+    allowed
         .iter()
         .filter_map(|name| {
             headers
-                .get(*name)
+                .get(name.as_str())
                 .and_then(|v| v.to_str().ok())
-                .map(|v| ((*name).to_owned(), v.to_owned()))
+                .map(|v| (name.clone(), v.to_owned()))
         })
         .collect()
 }
