@@ -70,4 +70,19 @@ impl Close {
             allow_reconnect,
         }
     }
+
+    /// An end with nothing to tell the client (it closed, or the transport
+    /// failed).
+    pub fn quiet(reason: CloseReason) -> Self {
+        Self::new(reason, None, false)
+    }
+
+    /// The client sent nothing within the client timeout; it may reconnect.
+    pub fn client_timeout() -> Self {
+        Self::new(
+            CloseReason::PingTimeout,
+            Some("Connection closed with an error. The client sent nothing within the client timeout.".into()),
+            true,
+        )
+    }
 }

@@ -237,7 +237,7 @@ mod tests {
     fn first_close_wins_and_queued_frames_are_still_drained() {
         let o = Outbox::new(100);
         o.push(frame(5)).unwrap();
-        o.close(Close::new(CloseReason::ClosedByServer, None, false));
+        o.close(Close::quiet(CloseReason::ClosedByServer));
         o.close(Close::new(CloseReason::Shutdown, None, true));
         let mut out = Vec::new();
         let close = o.drain(&mut out).unwrap();
@@ -251,7 +251,7 @@ mod tests {
         for n in [10, 20, 30] {
             o.push(frame(n)).unwrap();
         }
-        o.close(Close::new(CloseReason::ClosedByServer, None, false));
+        o.close(Close::quiet(CloseReason::ClosedByServer));
         let mut out = Vec::new();
         assert_eq!(o.drain_up_to(&mut out, 0), None);
         assert!(out.is_empty());

@@ -70,6 +70,18 @@ pub fn wrap(protocol: Protocol, bytes: Bytes) -> Frame {
     }
 }
 
+/// Runs the encoder of `protocol` and wraps its output.
+fn build(
+    protocol: Protocol,
+    json: impl FnOnce() -> Bytes,
+    messagepack: impl FnOnce() -> Bytes,
+) -> Frame {
+    match protocol {
+        Protocol::Json => Frame::text(json()),
+        Protocol::MessagePack => Frame::Binary(messagepack()),
+    }
+}
+
 /// An Invocation of `target` (with an id when a result is awaited).
 pub fn invocation(
     protocol: Protocol,
@@ -78,12 +90,10 @@ pub fn invocation(
     arguments: &pb::Payload,
 ) -> Result<Frame, FrameError> {
     let args = data_for(protocol, arguments)?;
-    Ok(wrap(
+    Ok(build(
         protocol,
-        match protocol {
-            Protocol::Json => json::invocation(invocation_id, target, &args),
-            Protocol::MessagePack => messagepack::invocation(invocation_id, target, &args),
-        },
+        || json::invocation(invocation_id, target, &args),
+        || messagepack::invocation(invocation_id, target, &args),
     ))
 }
 
@@ -94,68 +104,75 @@ pub fn stream_item(
     item: &pb::Payload,
 ) -> Result<Frame, FrameError> {
     let item = data_for(protocol, item)?;
-    Ok(wrap(
+    Ok(build(
         protocol,
-        match protocol {
-            Protocol::Json => json::stream_item(invocation_id, &item),
-            Protocol::MessagePack => messagepack::stream_item(invocation_id, &item),
-        },
+        || json::stream_item(invocation_id, &item),
+        || messagepack::stream_item(invocation_id, &item),
     ))
 }
 
 /// The Completion for an app server's result. A value that cannot be
 /// converted to the client's protocol completes with an error instead.
 pub fn completion(protocol: Protocol, invocation_id: &str, outcome: Option<&Outcome>) -> Frame {
-    let bytes = match outcome {
+    match outcome {
         Some(Outcome::Value(v)) => match data_for(protocol, v) {
-            Ok(value) => match protocol {
-                Protocol::Json => json::completion_value(invocation_id, &value),
-                Protocol::MessagePack => messagepack::completion_value(invocation_id, &value),
-            },
+            Ok(value) => build(
+                protocol,
+                || json::completion_value(invocation_id, &value),
+                || messagepack::completion_value(invocation_id, &value),
+            ),
             Err(e) => {
                 let text = format!("The app server's result cannot be sent to this client: {e}");
-                return completion_error(protocol, invocation_id, &text);
+                completion_error(protocol, invocation_id, &text)
             }
         },
-        Some(Outcome::Error(e)) => return completion_error(protocol, invocation_id, e),
-        Some(Outcome::Void(_)) | None => match protocol {
-            Protocol::Json => json::completion_void(invocation_id),
-            Protocol::MessagePack => messagepack::completion_void(invocation_id),
-        },
-    };
-    wrap(protocol, bytes)
+        Some(Outcome::Error(e)) => completion_error(protocol, invocation_id, e),
+        Some(Outcome::Void(_)) | None => build(
+            protocol,
+            || json::completion_void(invocation_id),
+            || messagepack::completion_void(invocation_id),
+        ),
+    }
 }
 
 /// A Completion carrying an error text.
 pub fn completion_error(protocol: Protocol, invocation_id: &str, error: &str) -> Frame {
-    wrap(
+    build(
         protocol,
-        match protocol {
-            Protocol::Json => json::completion_error(invocation_id, error),
-            Protocol::MessagePack => messagepack::completion_error(invocation_id, error),
-        },
+        || json::completion_error(invocation_id, error),
+        || messagepack::completion_error(invocation_id, error),
     )
 }
 
 /// The hub Close message.
 pub fn close(protocol: Protocol, error: Option<&str>, allow_reconnect: bool) -> Frame {
-    wrap(
+    build(
         protocol,
-        match protocol {
-            Protocol::Json => json::close(error, allow_reconnect),
-            Protocol::MessagePack => messagepack::close(error, allow_reconnect),
-        },
+        || json::close(error, allow_reconnect),
+        || messagepack::close(error, allow_reconnect),
     )
 }
 
 /// A keep-alive Ping.
 pub fn ping(protocol: Protocol) -> Frame {
-    wrap(
+    build(protocol, json::ping, messagepack::ping)
+}
+
+/// A stateful-reconnect Ack of everything up to `sequence_id`.
+pub fn ack(protocol: Protocol, sequence_id: u64) -> Frame {
+    build(
         protocol,
-        match protocol {
-            Protocol::Json => json::ping(),
-            Protocol::MessagePack => messagepack::ping(),
-        },
+        || json::ack(sequence_id),
+        || messagepack::ack(sequence_id),
+    )
+}
+
+/// A stateful-reconnect Sequence: replay starts at `sequence_id`.
+pub fn sequence(protocol: Protocol, sequence_id: u64) -> Frame {
+    build(
+        protocol,
+        || json::sequence(sequence_id),
+        || messagepack::sequence(sequence_id),
     )
 }
 

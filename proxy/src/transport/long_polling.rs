@@ -239,7 +239,7 @@ async fn run(
     let mut out = BytesMut::from(&handshake::ok_response()[..]);
     let close = match session.receive(&rest).await {
         Ok(Flow::Continue) => serve(&mut inputs, &mut polls, &mut session, &mut out).await,
-        Ok(Flow::ClientClosed) => Close::new(CloseReason::Normal, None, false),
+        Ok(Flow::ClientClosed) => Close::quiet(CloseReason::Normal),
         Err(close) => {
             let message = frames::close(
                 session.handle.protocol,
@@ -289,14 +289,14 @@ async fn serve(
             event = polls.next(inputs) => match event {
                 Event::Data(data) => match session.receive(&data).await {
                     Ok(Flow::Continue) => {}
-                    Ok(Flow::ClientClosed) => return Close::new(CloseReason::Normal, None, false),
+                    Ok(Flow::ClientClosed) => return Close::quiet(CloseReason::Normal),
                     Err(close) => handle.outbox.close(close),
                 },
                 Event::Poll => {}
-                Event::Deleted => return Close::new(CloseReason::Normal, None, false),
+                Event::Deleted => return Close::quiet(CloseReason::Normal),
                 Event::Disconnected => {
                     tracing::debug!(connection = %handle.id, "long-polling client stopped polling");
-                    return Close::new(CloseReason::TransportError, None, false);
+                    return Close::quiet(CloseReason::TransportError);
                 }
             },
         }

@@ -122,13 +122,13 @@ async fn run(mut io: Io, shared: Arc<Shared>, accepted: Accepted, early: Vec<u8>
         .is_err()
     {
         drop(io);
-        let close = Close::new(CloseReason::TransportError, None, false);
+        let close = Close::quiet(CloseReason::TransportError);
         session.finish(&close).await;
         return;
     }
     let close = match session.receive(&rest).await {
         Ok(Flow::Continue) => serve(&mut io, &shared, &mut session).await,
-        Ok(Flow::ClientClosed) => Close::new(CloseReason::Normal, None, false),
+        Ok(Flow::ClientClosed) => Close::quiet(CloseReason::Normal),
         Err(close) => {
             write_close(&io, &close).await;
             close
@@ -218,37 +218,33 @@ async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
                     return close;
                 }
                 if written.is_err() {
-                    return Close::new(CloseReason::TransportError, None, false);
+                    return Close::quiet(CloseReason::TransportError);
                 }
                 keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
             }
             // The client dropped the event stream.
-            _ = io.body.closed() => return Close::new(CloseReason::Normal, None, false),
+            _ = io.body.closed() => return Close::quiet(CloseReason::Normal),
             input = io.inputs.recv() => {
                 let data = match input {
                     Some(Input::Data(data)) => data,
                     Some(other) => { ignore(other); continue; }
-                    None => return Close::new(CloseReason::Normal, None, false),
+                    None => return Close::quiet(CloseReason::Normal),
                 };
                 client_timeout.as_mut().reset(Instant::now() + config.client_timeout);
                 match session.receive(&data).await {
                     Ok(Flow::Continue) => {}
-                    Ok(Flow::ClientClosed) => return Close::new(CloseReason::Normal, None, false),
+                    Ok(Flow::ClientClosed) => return Close::quiet(CloseReason::Normal),
                     Err(close) => handle.outbox.close(close),
                 }
             }
             _ = &mut keep_alive => {
                 if io.body.send(event(&json::ping())).await.is_err() {
-                    return Close::new(CloseReason::TransportError, None, false);
+                    return Close::quiet(CloseReason::TransportError);
                 }
                 keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
             }
             _ = &mut client_timeout => {
-                handle.outbox.close(Close::new(
-                    CloseReason::PingTimeout,
-                    Some("Connection closed with an error. The client sent nothing within the client timeout.".into()),
-                    true,
-                ));
+                handle.outbox.close(Close::client_timeout());
             }
         }
     }

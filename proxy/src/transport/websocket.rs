@@ -31,7 +31,7 @@ use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
 use crate::connection::{Accepted, Flow, Session};
 use crate::ids::ConnectionId;
-use crate::protocol::{handshake, json, messagepack};
+use crate::protocol::handshake;
 use crate::router::frames;
 
 /// Initial read buffer. tungstenite allocates it for every connection up
@@ -133,10 +133,10 @@ async fn run(
     tracing::debug!(connection = %id, hub = %session.handle.hub, stateful, "connected");
     let answer = frames::wrap(protocol, handshake::ok_response());
     let first = match ws.send(message(answer)).await {
-        Err(_) => End::Dropped(Close::new(CloseReason::TransportError, None, false)),
+        Err(_) => End::Dropped(Close::quiet(CloseReason::TransportError)),
         Ok(()) => match session.receive(&rest).await {
             Ok(Flow::Continue) => serve(&mut ws, &shared, &mut session, handover, false).await,
-            Ok(Flow::ClientClosed) => End::Closed(Close::new(CloseReason::Normal, None, false)),
+            Ok(Flow::ClientClosed) => End::Closed(Close::quiet(CloseReason::Normal)),
             Err(close) => {
                 write_close(&mut ws, protocol, &close).await;
                 End::Closed(close)
@@ -151,7 +151,7 @@ async fn run(
         None => match first {
             End::Closed(close) | End::Dropped(close) => close,
             // Never happens: only a stateful connection is handed sockets.
-            End::Replaced(_) => Close::new(CloseReason::TransportError, None, false),
+            End::Replaced(_) => Close::quiet(CloseReason::TransportError),
         },
     };
     session.finish(&close).await;
@@ -280,29 +280,13 @@ async fn replay(ws: &mut WebSocket, session: &mut Session) -> Result<(), ()> {
         return Ok(());
     };
     let (first, frames) = state.replay();
-    let sequence = frames::wrap(
-        protocol,
-        match protocol {
-            Protocol::Json => json::sequence(first),
-            Protocol::MessagePack => messagepack::sequence(first),
-        },
-    );
-    ws.feed(message(sequence)).await.map_err(|_| ())?;
+    ws.feed(message(frames::sequence(protocol, first)))
+        .await
+        .map_err(|_| ())?;
     for frame in frames {
         ws.feed(message(frame.clone())).await.map_err(|_| ())?;
     }
     ws.flush().await.map_err(|_| ())
-}
-
-/// An Ack for `sequence_id`.
-fn ack(protocol: Protocol, sequence_id: u64) -> Frame {
-    frames::wrap(
-        protocol,
-        match protocol {
-            Protocol::Json => json::ack(sequence_id),
-            Protocol::MessagePack => messagepack::ack(sequence_id),
-        },
-    )
 }
 
 /// Serves one socket; returns how that ended. `resumed` replays first.
@@ -315,7 +299,7 @@ async fn serve(
 ) -> End {
     let config = &shared.config;
     let handle = session.handle.clone();
-    let dropped = |reason| End::Dropped(Close::new(reason, None, false));
+    let dropped = |reason| End::Dropped(Close::quiet(reason));
     if resumed {
         if replay(ws, session).await.is_err() {
             return dropped(CloseReason::TransportError);
@@ -387,7 +371,7 @@ async fn serve(
                 match session.receive(data).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::ClientClosed) => {
-                        return End::Closed(Close::new(CloseReason::Normal, None, false));
+                        return End::Closed(Close::quiet(CloseReason::Normal));
                     }
                     Err(close) => handle.outbox.close(close),
                 }
@@ -407,7 +391,7 @@ async fn serve(
             _ = &mut ack_timer, if ack_armed => {
                 ack_armed = false;
                 if let Some(id) = session.stateful().and_then(|s| s.take_ack())
-                    && ws.send(message(ack(handle.protocol, id))).await.is_err()
+                    && ws.send(message(frames::ack(handle.protocol, id))).await.is_err()
                 {
                     return dropped(CloseReason::TransportError);
                 }
@@ -419,11 +403,7 @@ async fn serve(
                 keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
             }
             _ = &mut client_timeout => {
-                handle.outbox.close(Close::new(
-                    CloseReason::PingTimeout,
-                    Some("Connection closed with an error. The client sent nothing within the client timeout.".into()),
-                    true,
-                ));
+                handle.outbox.close(Close::client_timeout());
             }
         }
     }
