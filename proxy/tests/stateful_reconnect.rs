@@ -7,15 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{AppServer, STEP, proxy, request, token};
-use futures_util::{SinkExt, StreamExt};
+use common::{AppServer, HubSocket, proxy, request, token};
 use serde_json::{Value, json};
 use switchboard_proto::{self as pb, proxy_message::Kind as Down, server_message::Kind as Up};
 use switchboard_proxy::{Running, auth};
-use tokio_tungstenite::tungstenite::{self, Message};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio_tungstenite::tungstenite;
 
 const HUB: &str = "chat";
 
@@ -46,8 +42,7 @@ fn url(p: &Running, token: &str) -> String {
 
 /// A raw JSON-protocol client on one socket.
 struct Client {
-    ws: Ws,
-    buf: String,
+    socket: HubSocket,
 }
 
 impl Client {
@@ -56,8 +51,7 @@ impl Client {
             .await
             .unwrap();
         Self {
-            ws,
-            buf: String::new(),
+            socket: HubSocket::new(ws),
         }
     }
 
@@ -71,32 +65,12 @@ impl Client {
     }
 
     async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::text(format!("{v}\u{1e}")))
-            .await
-            .unwrap();
+        self.socket.send(v).await;
     }
 
     /// Next hub message, skipping pings; `Null` when the socket closed.
     async fn next(&mut self) -> Value {
-        loop {
-            if let Some(i) = self.buf.find('\u{1e}') {
-                let record: String = self.buf.drain(..=i).collect();
-                let v: Value = serde_json::from_str(&record[..record.len() - 1]).unwrap();
-                if v["type"] == 6 {
-                    continue;
-                }
-                return v;
-            }
-            let m = tokio::time::timeout(STEP, self.ws.next())
-                .await
-                .expect("client waited too long");
-            match m {
-                Some(Ok(Message::Text(t))) => self.buf.push_str(&t),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
-                Some(Ok(_)) => {}
-            }
-        }
+        self.socket.next().await
     }
 
     /// The argument of the next Invocation of `m`.
@@ -112,7 +86,7 @@ impl Client {
 
     /// Drops the TCP connection without any close handshake.
     fn drop_socket(self) {
-        drop(self.ws.into_inner());
+        drop(self.socket.ws.into_inner());
     }
 }
 

@@ -7,8 +7,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{AppServer, STEP, proxy, token};
-use futures_util::{SinkExt, StreamExt};
+use common::{AppServer, HubSocket, STEP, proxy, token};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use switchboard_proto::{self as pb, proxy_message::Kind as Down, server_message::Kind as Up};
 use switchboard_proxy::{Running, auth};
@@ -36,12 +36,9 @@ async fn negotiate(addr: SocketAddr, query: &str, bearer: Option<&str>) -> (u16,
     (status, body)
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
 /// A raw JSON-protocol client.
 struct Client {
-    ws: Ws,
-    buf: String,
+    socket: HubSocket,
 }
 
 impl Client {
@@ -70,52 +67,20 @@ impl Client {
         }
         let stream = socket.connect(p.client_addr).await.unwrap();
         let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-        let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
-        ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-            .await
-            .unwrap();
-        let mut c = Self {
-            ws,
-            buf: String::new(),
-        };
-        assert_eq!(c.next().await, json!({}));
-        c
+        let (ws, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+        let mut socket = HubSocket::new(ws);
+        socket.send(json!({"protocol": "json", "version": 1})).await;
+        assert_eq!(socket.next().await, json!({}));
+        Self { socket }
     }
 
-    /// Next hub message, skipping pings.
     async fn next(&mut self) -> Value {
-        loop {
-            if let Some(i) = self.buf.find('\u{1e}') {
-                let record: String = self.buf.drain(..=i).collect();
-                let v: Value = serde_json::from_str(&record[..record.len() - 1]).unwrap();
-                if v["type"] == 6 {
-                    continue;
-                }
-                return v;
-            }
-            let m = tokio::time::timeout(STEP, self.ws.next())
-                .await
-                .expect("client waited too long");
-            match m {
-                Some(Ok(Message::Text(t))) => self.buf.push_str(&t),
-                Some(Ok(Message::Close(_))) | None => return Value::Null,
-                Some(Ok(_)) => {}
-                // A proxy that gave up on a client that stopped reading may
-                // end the socket before its close frame got through.
-                Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(
-                    tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                ))) => return Value::Null,
-                Some(Err(e)) => panic!("websocket error: {e}"),
-            }
-        }
+        self.socket.next().await
     }
 
     async fn invoke(&mut self, id: &str, target: &str, args: Value) {
         let m = json!({"type": 1, "invocationId": id, "target": target, "arguments": args});
-        self.ws
-            .send(Message::text(format!("{m}\u{1e}")))
-            .await
-            .unwrap();
+        self.socket.send(m).await;
     }
 }
 

@@ -23,3 +23,13 @@ pub async fn run_suite(file: &str, env: &[(&str, String)], timeout: Duration) {
         .envs(env.iter().map(|(key, value)| (*key, value.as_str())));
     suite::run_reported(&format!("node --test {script}"), command, timeout).await;
 }
+
+/// Starts a proxy with default settings and the testhub app server, then
+/// runs `tests/js/{file}` with `APP_URL`, `PROXY_URL` and `extra_env` set.
+pub async fn run_against_testhub(file: &str, extra_env: &[(&str, &str)]) {
+    let proxy = crate::Proxy::start().await;
+    let app = crate::AppServer::testhub(&proxy, None).await;
+    let mut env = vec![("APP_URL", app.url()), ("PROXY_URL", proxy.url())];
+    env.extend(extra_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    run_suite(file, &env, Duration::from_secs(240)).await;
+}

@@ -326,3 +326,60 @@ impl Streamed {
         }
     }
 }
+
+/// A client WebSocket over a plain TCP stream.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The JSON hub protocol over a raw client WebSocket: records out, records
+/// in (pings skipped).
+pub struct HubSocket {
+    pub ws: Ws,
+    buf: String,
+}
+
+impl HubSocket {
+    pub fn new(ws: Ws) -> Self {
+        Self {
+            ws,
+            buf: String::new(),
+        }
+    }
+
+    /// Sends `v` as one record.
+    pub async fn send(&mut self, v: Value) {
+        use futures_util::SinkExt;
+        let text = format!("{v}\u{1e}");
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .unwrap();
+    }
+
+    /// The next hub message, skipping pings; `Null` once the socket ended
+    /// (close frame, end of stream, or a reset: a proxy that gave up on a
+    /// client that stopped reading may end the socket before its close frame
+    /// got through).
+    pub async fn next(&mut self) -> Value {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            if let Some(i) = self.buf.find('\u{1e}') {
+                let record: String = self.buf.drain(..=i).collect();
+                let v: Value = serde_json::from_str(&record[..record.len() - 1]).unwrap();
+                if v["type"] == 6 {
+                    continue;
+                }
+                return v;
+            }
+            let m = tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("client waited too long");
+            match m {
+                Some(Ok(Message::Text(t))) => self.buf.push_str(&t),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Value::Null,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
