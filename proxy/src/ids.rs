@@ -1,8 +1,11 @@
 //! Connection ids and connection tokens.
 //!
-//! Both are 16 random bytes in unpadded base64url (22 characters). The id is
-//! public (app servers address connections by it); the token is a secret the
-//! client presents as `id=` on its transport requests.
+//! Both are 22 characters of unpadded base64url. The id is public (app
+//! servers address connections by it) and starts with the [`NodeId`] of the
+//! node that issued it, so anything holding an id knows which node holds the
+//! connection; its other 16 characters are random (96 bits). The token is a
+//! secret (16 random bytes) the client presents as `id=` on its transport
+//! requests.
 
 use std::sync::Arc;
 
@@ -14,8 +17,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub struct ConnectionId(Arc<str>);
 
 impl ConnectionId {
-    pub fn random() -> Self {
-        Self(random_id().into())
+    /// A fresh id issued by `node`.
+    pub fn random(node: &NodeId) -> Self {
+        let mut id = String::with_capacity(22);
+        id.push_str(node.as_str());
+        id.push_str(&random_id()[..22 - NodeId::LEN]);
+        Self(id.into())
+    }
+
+    /// The node that issued this id (its first [`NodeId::LEN`] characters).
+    pub fn node(&self) -> &str {
+        node_of(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,6 +53,34 @@ impl From<&str> for ConnectionId {
     }
 }
 
+/// The node an id names, or `""` for a string too short to be an id.
+pub fn node_of(id: &str) -> &str {
+    id.get(..NodeId::LEN).unwrap_or_default()
+}
+
+/// A proxy node's id: 6 random base64url characters (36 bits), chosen at
+/// start. Connection ids begin with it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub const LEN: usize = 6;
+
+    pub fn random() -> Self {
+        Self(random_id()[..Self::LEN].to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// 16 random bytes, base64url without padding.
 pub fn random_id() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -52,9 +92,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_22_url_safe_chars_and_distinct() {
-        let a = ConnectionId::random();
-        let b = ConnectionId::random();
+    fn ids_are_22_url_safe_chars_distinct_and_name_their_node() {
+        let node = NodeId::random();
+        let a = ConnectionId::random(&node);
+        let b = ConnectionId::random(&node);
+        assert_eq!(a.node(), node.as_str());
+        assert_eq!(node_of("abc"), "");
         assert_eq!(a.as_str().len(), 22);
         assert!(
             a.as_str()

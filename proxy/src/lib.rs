@@ -51,7 +51,7 @@ pub struct Shared {
     pub negotiated: Negotiated,
     pub metrics: Arc<Metrics>,
     /// Random id of this node, reported to app servers.
-    pub node_id: String,
+    pub node_id: ids::NodeId,
     draining: AtomicBool,
 }
 
@@ -66,7 +66,7 @@ impl Shared {
             router,
             links: Links::default(),
             negotiated: Negotiated::default(),
-            node_id: ids::random_id()[..8].to_owned(),
+            node_id: ids::NodeId::random(),
             draining: AtomicBool::new(false),
             config,
         })

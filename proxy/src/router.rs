@@ -352,7 +352,7 @@ mod tests {
 
     fn conn(router: &Router, hub: &str, user: Option<&str>) -> Arc<Handle> {
         let h = Arc::new(Handle::new(
-            ConnectionId::random(),
+            ConnectionId::random(&crate::ids::NodeId::random()),
             hub.into(),
             user.map(Into::into),
             Protocol::Json,
@@ -469,7 +469,7 @@ mod tests {
     fn a_full_outbox_only_affects_its_owner() {
         let r = Router::new();
         let small = Arc::new(Handle::new(
-            ConnectionId::random(),
+            ConnectionId::random(&crate::ids::NodeId::random()),
             "chat".into(),
             None,
             Protocol::Json,

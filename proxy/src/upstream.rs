@@ -196,9 +196,11 @@ impl pb::upstream_server::Upstream for Service {
             gone: Notify::new(),
         });
         let welcome = Kind::Welcome(pb::Welcome {
-            node_id: shared.node_id.clone(),
+            node_id: shared.node_id.to_string(),
             hubs: link.hubs.iter().map(|h| h.to_string()).collect(),
             max_message_bytes: u32::try_from(shared.config.max_message_size).unwrap_or(u32::MAX),
+            // Standalone until a cluster bus exists.
+            cluster: String::new(),
         });
         link.send(welcome)
             .await

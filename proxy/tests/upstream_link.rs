@@ -145,6 +145,7 @@ async fn invocation_round_trip_and_fan_out() {
         member: Some(pb::group_change::Member::Connection(ob.connection.clone())),
         action: pb::group_change::Action::Add as i32,
         ack_id: 41,
+        ttl_seconds: 0,
     }))
     .await;
     let Down::Ack(ack) = app.next().await else {
@@ -184,6 +185,7 @@ async fn invocation_round_trip_and_fan_out() {
         member: Some(pb::group_change::Member::Connection("nope".into())),
         action: pb::group_change::Action::Add as i32,
         ack_id: 42,
+        ttl_seconds: 0,
     }))
     .await;
     let Down::Ack(ack) = app.next().await else {

@@ -159,7 +159,7 @@ impl Dispatcher {
             K::CancelInvocation(cancel) => self.cancel(cancel),
             K::ClientResult(result) => self.outbox.client_result(result),
             K::Ack(ack) => self.outbox.acknowledge(ack),
-            K::Ping(_) | K::Welcome(_) => {}
+            K::Ping(_) | K::Welcome(_) | K::NodeStatus(_) => {}
         }
     }
 

@@ -69,6 +69,7 @@ impl Groups {
                     member: Some(member),
                     action: action as i32,
                     ack_id,
+                    ttl_seconds: 0,
                 })
             })
             .await?;

@@ -98,7 +98,7 @@ pub async fn handle(
         let message = format!("No app server is connected for hub '{hub}'.");
         return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
     }
-    let id = ConnectionId::random();
+    let id = ConnectionId::random(&shared.node_id);
     // Version 0 clients present the connection id itself as `id=`.
     let token = if version == 0 {
         id.to_string()

@@ -297,7 +297,7 @@ mod tests {
         let expires = Instant::now() + Duration::from_secs(60);
         t.insert(
             "tok".into(),
-            ConnectionId::random(),
+            ConnectionId::random(&crate::ids::NodeId::random()),
             "chat".into(),
             Identity::default(),
             expires,
@@ -353,7 +353,7 @@ mod tests {
         let (t, _e) = table();
         t.insert(
             "b".into(),
-            ConnectionId::random(),
+            ConnectionId::random(&crate::ids::NodeId::random()),
             "chat".into(),
             Identity::default(),
             Instant::now() + Duration::from_millis(20),

@@ -77,7 +77,11 @@ pub(super) fn start(
             }
             Err(refusal) => return refused(refusal),
         },
-        None => (ConnectionId::random(), Vec::new(), None),
+        None => (
+            ConnectionId::random(&request.shared.node_id),
+            Vec::new(),
+            None,
+        ),
     };
     let accepted = request.accepted(id, identity, Transport::WebSockets);
     let shared = request.shared;

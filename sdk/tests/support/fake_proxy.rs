@@ -104,6 +104,7 @@ impl Link {
             node_id: "node-1".into(),
             hubs: hello.hubs,
             max_message_bytes: 32 * 1024,
+            cluster: String::new(),
         }))
         .await;
     }
