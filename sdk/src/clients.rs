@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use switchboard_proto::server_message::Kind;
 use switchboard_proto::{All, Audience, IdList, Payload, Send, audience::Target, client_result};
 
 use crate::context::HubContext;
@@ -165,7 +164,12 @@ impl ClientProxy {
     /// Invokes `target` on every client of the audience with `args`, which
     /// must serialize to an array: a tuple such as `(user, text)`, a `Vec`,
     /// or `()` for no arguments. Fire-and-forget: returns once the message is
-    /// queued on the link, and fails when the link is down.
+    /// queued on the link(s), and fails when no link that can carry it is up.
+    ///
+    /// With several proxy nodes linked: a send to one connection goes to
+    /// the node holding it (failing with
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) when no link
+    /// reaches that node), anything else once to each cluster of nodes.
     pub async fn send(&self, target: &str, args: impl Serialize) -> Result<()> {
         let arguments = encode_arguments(&args)?;
         let send = Send {
@@ -178,7 +182,7 @@ impl ClientProxy {
             arguments: Some(Payload::json(arguments)),
             ack_id: 0,
         };
-        self.hub.outbox().send(Kind::Send(send)).await
+        self.hub.links().send(send).await
     }
 }
 
@@ -222,7 +226,7 @@ impl SingleClientProxy {
         let outcome = self
             .proxy
             .hub
-            .outbox()
+            .links()
             .invoke_client(&self.connection, target, arguments, timeout)
             .await?;
         match outcome {

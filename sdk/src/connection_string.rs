@@ -1,5 +1,5 @@
 //! Parsing of Switchboard connection strings
-//! (`Endpoint=...;AccessKey=...;Version=1.0;ServerEndpoint=...`).
+//! (`Endpoint=...;AccessKey=...;Version=1.0;ServerEndpoint=...;ServerDiscovery=...`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,7 +13,26 @@ pub const DEFAULT_SERVER_PORT: u16 = 7070;
 /// The only protocol version this SDK speaks.
 const SUPPORTED_VERSION: &str = "1.0";
 
+/// How an app server finds the proxy replicas behind its server endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ServerDiscovery {
+    /// One link per listed server endpoint (`ServerDiscovery=None`, the
+    /// default). A host name is dialled as is, whatever it resolves to.
+    #[default]
+    None,
+    /// Each endpoint's host name is resolved periodically and one link is
+    /// kept per address (`ServerDiscovery=Dns`): a DNS name listing every
+    /// replica, such as a Kubernetes headless Service, links to all of them.
+    Dns,
+}
+
 /// Where the proxy is and how to authenticate to it.
+///
+/// `ServerEndpoint` may list several upstream URLs separated by commas, one
+/// per proxy replica: the app server links to each of them. With
+/// `ServerDiscovery=Dns` each listed host name is re-resolved periodically
+/// and every address it resolves to gets its own link.
 ///
 /// Keys are case-insensitive and may come in any order; a trailing `;` is
 /// optional; keys this SDK does not know are ignored so connection strings
@@ -27,26 +46,39 @@ const SUPPORTED_VERSION: &str = "1.0";
 /// )?;
 /// assert_eq!(cs.endpoint(), "http://127.0.0.1:8080");
 /// assert_eq!(cs.server_endpoint(), "http://127.0.0.1:7070");
+///
+/// let cs = ConnectionString::parse(
+///     "Endpoint=https://chat.example;AccessKey=secret;\
+///      ServerEndpoint=http://proxy-a:7070,http://proxy-b:7070",
+/// )?;
+/// assert_eq!(cs.server_endpoints(), ["http://proxy-a:7070", "http://proxy-b:7070"]);
 /// # Ok::<(), switchboard_sdk::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionString {
     endpoint: String,
     access_key: String,
-    server_endpoint: String,
+    server_endpoints: Vec<String>,
+    /// False while `server_endpoints` holds only the default derived from
+    /// `Endpoint`, which an explicitly added endpoint replaces.
+    explicit_server_endpoints: bool,
+    discovery: ServerDiscovery,
 }
 
 impl ConnectionString {
     /// Parses a connection string.
     ///
     /// `Endpoint` and `AccessKey` are required; `Version`, when present, must
-    /// be `1.0`; `ServerEndpoint` defaults to the endpoint's scheme and host
-    /// with port 7070. Errors name the key at fault.
+    /// be `1.0`; `ServerEndpoint` (one URL or a comma-separated list)
+    /// defaults to the endpoint's scheme and host with port 7070;
+    /// `ServerDiscovery` is `None` (default) or `Dns`. Errors name the key at
+    /// fault.
     pub fn parse(input: &str) -> Result<Self> {
         let mut endpoint = None;
         let mut access_key = None;
         let mut server_endpoint = None;
         let mut version = None;
+        let mut discovery = None;
         for segment in input.split(';') {
             let segment = segment.trim();
             if segment.is_empty() {
@@ -65,6 +97,7 @@ impl ConnectionString {
                 "accesskey" => &mut access_key,
                 "serverendpoint" => &mut server_endpoint,
                 "version" => &mut version,
+                "serverdiscovery" => &mut discovery,
                 _ => continue,
             };
             if slot.is_some() {
@@ -92,15 +125,51 @@ impl ConnectionString {
                 "key 'Version' is '{version}', only '{SUPPORTED_VERSION}' is supported"
             )));
         }
-        let server_endpoint = match server_endpoint {
-            Some(url) => normalize_url("ServerEndpoint", &url)?,
-            None => default_server_endpoint(&endpoint),
+        let discovery = match discovery.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("none") => ServerDiscovery::None,
+            Some("dns") => ServerDiscovery::Dns,
+            Some(_) => {
+                return Err(Error::connection_string(format!(
+                    "key 'ServerDiscovery' is '{}', expected 'None' or 'Dns'",
+                    discovery.unwrap_or_default()
+                )));
+            }
+        };
+        let (server_endpoints, explicit_server_endpoints) = match server_endpoint {
+            Some(list) => (parse_endpoint_list(&list)?, true),
+            None => (vec![default_server_endpoint(&endpoint)], false),
         };
         Ok(Self {
             endpoint,
             access_key,
-            server_endpoint,
+            server_endpoints,
+            explicit_server_endpoints,
+            discovery,
         })
+    }
+
+    /// Adds a proxy upstream URL (`http(s)://host[:port]`) to link to. When
+    /// the connection string named no `ServerEndpoint`, the first one added
+    /// replaces the default derived from `Endpoint`.
+    pub fn with_server_endpoint(mut self, url: &str) -> Result<Self> {
+        let url = normalize_url("ServerEndpoint", url.trim())?;
+        if !self.explicit_server_endpoints {
+            self.server_endpoints.clear();
+            self.explicit_server_endpoints = true;
+        }
+        if self.server_endpoints.contains(&url) {
+            return Err(Error::connection_string(format!(
+                "server endpoint '{url}' is listed twice"
+            )));
+        }
+        self.server_endpoints.push(url);
+        Ok(self)
+    }
+
+    /// The same connection string with another discovery mode.
+    pub fn with_server_discovery(mut self, discovery: ServerDiscovery) -> Self {
+        self.discovery = discovery;
+        self
     }
 
     /// The proxy's public client URL, without a trailing slash.
@@ -108,9 +177,19 @@ impl ConnectionString {
         &self.endpoint
     }
 
-    /// The proxy's upstream gRPC address, without a trailing slash.
+    /// The first proxy upstream gRPC address, without a trailing slash.
     pub fn server_endpoint(&self) -> &str {
-        &self.server_endpoint
+        &self.server_endpoints[0]
+    }
+
+    /// Every proxy upstream gRPC address, in the order given; never empty.
+    pub fn server_endpoints(&self) -> &[String] {
+        &self.server_endpoints
+    }
+
+    /// How replicas behind the server endpoints are found.
+    pub fn server_discovery(&self) -> ServerDiscovery {
+        self.discovery
     }
 
     /// The shared access key that signs tokens.
@@ -133,7 +212,8 @@ impl fmt::Debug for ConnectionString {
         f.debug_struct("ConnectionString")
             .field("endpoint", &self.endpoint)
             .field("access_key", &"<redacted>")
-            .field("server_endpoint", &self.server_endpoint)
+            .field("server_endpoints", &self.server_endpoints)
+            .field("discovery", &self.discovery)
             .finish()
     }
 }
@@ -146,6 +226,27 @@ fn redact_segment(segment: &str) -> String {
     } else {
         head
     }
+}
+
+/// Splits a comma-separated `ServerEndpoint` list and checks each URL.
+fn parse_endpoint_list(list: &str) -> Result<Vec<String>> {
+    let mut urls: Vec<String> = Vec::new();
+    for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            return Err(Error::connection_string(format!(
+                "key 'ServerEndpoint' has an empty entry at position {} of its comma-separated list",
+                index + 1
+            )));
+        }
+        let url = normalize_url("ServerEndpoint", entry)?;
+        if urls.contains(&url) {
+            return Err(Error::connection_string(format!(
+                "key 'ServerEndpoint' lists '{url}' twice"
+            )));
+        }
+        urls.push(url);
+    }
+    Ok(urls)
 }
 
 /// Checks an `http(s)://host[:port][/path]` URL and drops trailing slashes.
@@ -249,6 +350,77 @@ mod tests {
         assert!(err("Endpoint=http://h;AccessKey=").contains("'AccessKey' has an empty value"));
         assert!(err("Endpoint=http://h;endpoint=http://g;AccessKey=k").contains("more than once"));
         assert!(err("Endpoint=http://h;AccessKey=k;garbage").contains("Key=Value"));
+    }
+
+    #[test]
+    fn server_endpoint_lists_and_discovery() {
+        let cs = ConnectionString::parse(
+            "Endpoint=http://h;AccessKey=k;ServerEndpoint= http://a:1/ , https://[::1]:2 ,http://b",
+        )
+        .unwrap();
+        assert_eq!(
+            cs.server_endpoints(),
+            ["http://a:1", "https://[::1]:2", "http://b"]
+        );
+        assert_eq!(cs.server_endpoint(), "http://a:1");
+        assert_eq!(cs.server_discovery(), ServerDiscovery::None);
+        let cs = ConnectionString::parse(
+            "Endpoint=http://h;AccessKey=k;ServerEndpoint=http://proxy:7070;serverdiscovery=DNS",
+        )
+        .unwrap();
+        assert_eq!(cs.server_discovery(), ServerDiscovery::Dns);
+        let cs =
+            ConnectionString::parse("Endpoint=http://h;AccessKey=k;ServerDiscovery=none").unwrap();
+        assert_eq!(cs.server_discovery(), ServerDiscovery::None);
+    }
+
+    #[test]
+    fn server_endpoint_list_errors_say_what_is_wrong() {
+        assert!(
+            err("Endpoint=http://h;AccessKey=k;ServerEndpoint=http://a,,http://b")
+                .contains("empty entry at position 2")
+        );
+        assert!(
+            err("Endpoint=http://h;AccessKey=k;ServerEndpoint=http://a,")
+                .contains("empty entry at position 2")
+        );
+        let text = err("Endpoint=http://h;AccessKey=k;ServerEndpoint=http://a,tcp://b");
+        assert!(
+            text.contains("'ServerEndpoint'") && text.contains("tcp://b"),
+            "{text}"
+        );
+        assert!(
+            err("Endpoint=http://h;AccessKey=k;ServerEndpoint=http://a:1,http://a:1/")
+                .contains("lists 'http://a:1' twice")
+        );
+        assert!(
+            err("Endpoint=http://h;AccessKey=k;ServerEndpoint=http://a:70000")
+                .contains("invalid port")
+        );
+        let text = err("Endpoint=http://h;AccessKey=k;ServerDiscovery=mdns");
+        assert!(
+            text.contains("'ServerDiscovery'") && text.contains("'Dns'"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn added_endpoints_replace_only_the_default() {
+        let cs = ConnectionString::parse("Endpoint=http://h:8080;AccessKey=k")
+            .unwrap()
+            .with_server_endpoint("http://a:7070/")
+            .unwrap()
+            .with_server_endpoint("http://b:7070")
+            .unwrap();
+        assert_eq!(cs.server_endpoints(), ["http://a:7070", "http://b:7070"]);
+        let cs = ConnectionString::parse("Endpoint=http://h;AccessKey=k;ServerEndpoint=http://a")
+            .unwrap()
+            .with_server_endpoint("http://b")
+            .unwrap();
+        assert_eq!(cs.server_endpoints(), ["http://a", "http://b"]);
+        let again = cs.clone().with_server_endpoint("http://b").unwrap_err();
+        assert!(again.to_string().contains("twice"), "{again}");
+        assert!(cs.with_server_endpoint("b:7070").is_err());
     }
 
     #[test]

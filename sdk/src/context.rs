@@ -9,16 +9,19 @@ use switchboard_proto::server_message::Kind;
 use switchboard_proto::{CloseConnection, ConnectionOpened, Encoding, Query, query};
 
 use crate::clients::{CallerClients, Clients};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::groups::{CallerGroups, Groups};
-use crate::link::Outbox;
+use crate::links::{Links, combine_exists};
 
 /// A handle on one hub for sending to its clients and managing its groups.
 ///
 /// Cheap to clone. Get one from [`Server::hub`](crate::Server::hub) for use
 /// in timers or HTTP handlers, or from [`Context::hub`] inside a handler.
 /// Everything it sends fails with [`ErrorKind::LinkDown`](crate::ErrorKind::LinkDown)
-/// while the link to the proxy is down.
+/// while no link to a proxy is up. With several proxy nodes linked, what
+/// concerns one connection goes through the link it arrived on (or to the
+/// node its id names), and what concerns the whole hub goes once to each
+/// cluster of nodes; see [`Server::links`](crate::Server::links).
 #[derive(Clone)]
 pub struct HubContext {
     inner: Arc<HubContextInner>,
@@ -26,13 +29,13 @@ pub struct HubContext {
 
 struct HubContextInner {
     name: String,
-    outbox: Arc<Outbox>,
+    links: Arc<Links>,
 }
 
 impl HubContext {
-    pub(crate) fn new(name: String, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(name: String, links: Arc<Links>) -> Self {
         Self {
-            inner: Arc::new(HubContextInner { name, outbox }),
+            inner: Arc::new(HubContextInner { name, links }),
         }
     }
 
@@ -61,8 +64,8 @@ impl HubContext {
         allow_reconnect: bool,
     ) -> Result<()> {
         let ack = self
-            .outbox()
-            .request(|ack_id| {
+            .links()
+            .request_for_connection(connection_id, |ack_id| {
                 Kind::CloseConnection(CloseConnection {
                     connection: connection_id.to_owned(),
                     reason: reason.to_owned(),
@@ -74,38 +77,50 @@ impl HubContext {
         ack.into_result(|| format!("connection '{connection_id}'"))
     }
 
-    /// Whether the connection exists on the proxy.
+    /// Whether the connection exists on the proxy. `false` too when no
+    /// linked node can reach the node its id names.
     pub async fn connection_exists(&self, connection_id: &str) -> Result<bool> {
-        self.query(query::Subject::Connection(connection_id.to_owned()))
-            .await
+        let subject = query::Subject::Connection(connection_id.to_owned());
+        let asked = self
+            .links()
+            .request_for_connection(connection_id, |ack_id| self.query_message(&subject, ack_id))
+            .await;
+        match asked {
+            Ok(ack) => ack.exists(),
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
-    /// Whether the group has at least one connection.
+    /// Whether the group has at least one connection (on any node).
     pub async fn group_exists(&self, group: &str) -> Result<bool> {
         self.query(query::Subject::Group(group.to_owned())).await
     }
 
-    /// Whether the user has at least one connection.
+    /// Whether the user has at least one connection (on any node).
     pub async fn user_exists(&self, user_id: &str) -> Result<bool> {
         self.query(query::Subject::User(user_id.to_owned())).await
     }
 
+    /// Asks every cluster; yes if any says so.
     async fn query(&self, subject: query::Subject) -> Result<bool> {
-        let ack = self
-            .outbox()
-            .request(|ack_id| {
-                Kind::Query(Query {
-                    hub: self.name().to_owned(),
-                    subject: Some(subject),
-                    ack_id,
-                })
-            })
+        let replies = self
+            .links()
+            .request_everywhere(|ack_id| self.query_message(&subject, ack_id))
             .await?;
-        ack.exists()
+        combine_exists(replies)
     }
 
-    pub(crate) fn outbox(&self) -> &Outbox {
-        &self.inner.outbox
+    fn query_message(&self, subject: &query::Subject, ack_id: u64) -> Kind {
+        Kind::Query(Query {
+            hub: self.name().to_owned(),
+            subject: Some(subject.clone()),
+            ack_id,
+        })
+    }
+
+    pub(crate) fn links(&self) -> &Links {
+        &self.inner.links
     }
 }
 

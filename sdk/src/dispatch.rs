@@ -1,5 +1,6 @@
 //! Runs what the proxy asks for: tracks the connections assigned to this app
-//! server and runs their connect handler, invocations and disconnect handler
+//! server (and the link each arrived on, so replies go back the same way)
+//! and runs their connect handler, invocations and disconnect handler
 //! one at a time, in arrival order, while different connections run
 //! concurrently. Server-to-client streams and methods reading upload
 //! streams run beside that order once started, as in SignalR.
@@ -22,7 +23,8 @@ use tokio::sync::{Notify, oneshot};
 use crate::context::{Connection, Context, Disconnect, HubContext};
 use crate::hub::upload::{self, Uploads};
 use crate::hub::{Completion, Hub, Started, texts};
-use crate::link::Outbox;
+use crate::link::Peer;
+use crate::links::Links;
 use streams::Live;
 
 /// Invocations a single connection may have waiting before further ones
@@ -36,7 +38,7 @@ const CONNECT_FAILED: &str = "Connection closed with an error.";
 pub(crate) struct Dispatcher {
     /// Keyed by lower-cased hub name.
     hubs: HashMap<String, (Hub, HubContext)>,
-    outbox: Arc<Outbox>,
+    links: Arc<Links>,
     connections: Mutex<HashMap<String, Arc<Slot>>>,
     /// Connections whose queue is being drained right now.
     busy: AtomicUsize,
@@ -48,18 +50,29 @@ pub(crate) struct Dispatcher {
 struct Slot {
     hub: Option<Hub>,
     ctx: Context,
+    /// The link the connection arrived on; the proxy's failover may move it.
+    link: Mutex<Arc<Peer>>,
     queue: Mutex<Queue>,
     live: Mutex<Live>,
 }
 
 impl Slot {
-    fn new(hub: Option<Hub>, ctx: Context) -> Self {
+    fn new(hub: Option<Hub>, ctx: Context, link: Arc<Peer>) -> Self {
         Self {
             hub,
             ctx,
+            link: Mutex::new(link),
             queue: Mutex::new(Queue::default()),
             live: Mutex::new(Live::default()),
         }
+    }
+
+    fn link(&self) -> Arc<Peer> {
+        self.link.lock().clone()
+    }
+
+    fn arrived_on(&self, peer: &Arc<Peer>) -> bool {
+        Arc::ptr_eq(&self.link.lock(), peer)
     }
 }
 
@@ -99,17 +112,17 @@ impl Drop for Busy {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(hubs: Vec<Hub>, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(hubs: Vec<Hub>, links: Arc<Links>) -> Self {
         let hubs = hubs
             .into_iter()
             .map(|hub| {
-                let ctx = HubContext::new(hub.name().to_owned(), outbox.clone());
+                let ctx = HubContext::new(hub.name().to_owned(), links.clone());
                 (hub.name().to_lowercase(), (hub, ctx))
             })
             .collect();
         Self {
             hubs,
-            outbox,
+            links,
             connections: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -147,31 +160,49 @@ impl Dispatcher {
             .map(|(_, ctx)| ctx.clone())
     }
 
-    /// Handles one message from the proxy without blocking the reader.
-    pub(crate) fn handle(self: &Arc<Self>, kind: proxy_message::Kind) {
+    /// Handles one message that arrived on `peer`'s link without blocking
+    /// the reader.
+    pub(crate) fn handle(self: &Arc<Self>, peer: &Arc<Peer>, kind: proxy_message::Kind) {
         use proxy_message::Kind as K;
         match kind {
-            K::ConnectionOpened(opened) => self.opened(opened),
-            K::ConnectionClosed(closed) => self.closed(closed),
-            K::ClientInvocation(invocation) => self.invocation(invocation),
+            K::ConnectionOpened(opened) => self.opened(peer, opened),
+            K::ConnectionClosed(closed) => self.closed(peer, closed),
+            K::ClientInvocation(invocation) => self.invocation(peer, invocation),
             K::ClientStreamItem(item) => self.stream_item(item),
             K::ClientStreamCompletion(completion) => self.stream_completion(completion),
             K::CancelInvocation(cancel) => self.cancel(cancel),
-            K::ClientResult(result) => self.outbox.client_result(result),
-            K::Ack(ack) => self.outbox.acknowledge(ack),
-            K::Ping(_) | K::Welcome(_) | K::NodeStatus(_) => {}
+            K::ClientResult(result) => peer.outbox.client_result(result),
+            K::Ack(ack) => peer.outbox.acknowledge(ack),
+            K::NodeStatus(status) => {
+                tracing::info!(address = %peer.target.address, ready = status.ready, "proxy node standing changed");
+                peer.set_node_ready(status.ready);
+            }
+            K::Ping(_) | K::Welcome(_) => {}
         }
     }
 
-    /// The link is gone: the proxy moves its connections elsewhere, so each
-    /// one ends here.
-    pub(crate) fn link_lost(self: &Arc<Self>) {
-        let slots: Vec<_> = self
-            .connections
+    /// The link a connection arrived on, while it is assigned here.
+    pub(crate) fn home(&self, connection: &str) -> Option<Arc<Peer>> {
+        self.connections
             .lock()
-            .drain()
-            .map(|(_, slot)| slot)
-            .collect();
+            .get(connection)
+            .map(|slot| slot.link())
+    }
+
+    /// `peer`'s link is gone: the proxy moves its connections elsewhere, so
+    /// each one that arrived on it ends here. Others keep running.
+    pub(crate) fn link_lost(self: &Arc<Self>, peer: &Arc<Peer>) {
+        let slots: Vec<_> = {
+            let mut connections = self.connections.lock();
+            let lost: Vec<String> = connections
+                .iter()
+                .filter(|(_, slot)| slot.arrived_on(peer))
+                .map(|(id, _)| id.clone())
+                .collect();
+            lost.iter()
+                .filter_map(|id| connections.remove(id))
+                .collect()
+        };
         for slot in slots {
             slot.live.lock().end();
             self.enqueue(&slot, Job::Disconnected(Disconnect::link_lost()));
@@ -183,11 +214,22 @@ impl Dispatcher {
         self.connections.lock().len()
     }
 
-    fn opened(self: &Arc<Self>, opened: ConnectionOpened) {
+    fn opened(self: &Arc<Self>, peer: &Arc<Peer>, opened: ConnectionOpened) {
+        if opened.migrated {
+            let existing = self.connections.lock().get(&opened.connection).cloned();
+            if let Some(slot) = existing
+                && !slot.arrived_on(peer)
+            {
+                // Failover moved it to another link of this app server: it
+                // lives on, now answered through that link.
+                *slot.link.lock() = peer.clone();
+                return;
+            }
+        }
         let (hub, hub_ctx) = self.lookup(&opened.hub);
         let id = opened.connection.clone();
         let ctx = Context::new(hub_ctx, Arc::new(Connection::from_opened(opened)));
-        let slot = Arc::new(Slot::new(hub, ctx));
+        let slot = Arc::new(Slot::new(hub, ctx, peer.clone()));
         let previous = self.connections.lock().insert(id, slot.clone());
         if let Some(previous) = previous {
             // Announced twice: end the old one so its handlers stay paired.
@@ -197,8 +239,15 @@ impl Dispatcher {
         self.enqueue(&slot, Job::Connected);
     }
 
-    fn closed(self: &Arc<Self>, closed: ConnectionClosed) {
-        let slot = self.connections.lock().remove(&closed.connection);
+    fn closed(self: &Arc<Self>, peer: &Arc<Peer>, closed: ConnectionClosed) {
+        let slot = {
+            let mut connections = self.connections.lock();
+            // A close from a link the connection has moved away from is stale.
+            match connections.get(&closed.connection) {
+                Some(slot) if slot.arrived_on(peer) => connections.remove(&closed.connection),
+                _ => None,
+            }
+        };
         if let Some(slot) = slot {
             // Streams of a closed connection stop; uploads end unfinished.
             slot.live.lock().end();
@@ -210,11 +259,18 @@ impl Dispatcher {
         }
     }
 
-    fn invocation(self: &Arc<Self>, invocation: ClientInvocation) {
+    fn invocation(self: &Arc<Self>, peer: &Arc<Peer>, invocation: ClientInvocation) {
         let slot = {
             let mut connections = self.connections.lock();
             match connections.get(&invocation.connection) {
-                Some(slot) => slot.clone(),
+                Some(slot) => {
+                    if !slot.arrived_on(peer) {
+                        // The proxy moved it without saying: answer where
+                        // it asks from.
+                        *slot.link.lock() = peer.clone();
+                    }
+                    slot.clone()
+                }
                 None => {
                     // Not announced (should not happen): serve it anyway,
                     // with what the invocation tells.
@@ -226,8 +282,11 @@ impl Dispatcher {
                         .map_or(switchboard_proto::Encoding::Json, Payload::encoding);
                     let connection =
                         Connection::unannounced(invocation.connection.clone(), encoding);
-                    let slot =
-                        Arc::new(Slot::new(hub, Context::new(hub_ctx, Arc::new(connection))));
+                    let slot = Arc::new(Slot::new(
+                        hub,
+                        Context::new(hub_ctx, Arc::new(connection)),
+                        peer.clone(),
+                    ));
                     connections.insert(invocation.connection.clone(), slot.clone());
                     slot
                 }
@@ -240,7 +299,7 @@ impl Dispatcher {
                 // Leave the running stream alone; only refuse the newcomer.
                 let error =
                     Completion::Error(texts::invocation_id_in_use(&invocation.invocation_id));
-                self.reply_later(&invocation, error);
+                reply_later(&slot, &invocation, error);
                 return;
             }
             let uploads = invocation
@@ -311,7 +370,7 @@ impl Dispatcher {
             Some((hub, ctx)) => (Some(hub.clone()), ctx.clone()),
             None => {
                 tracing::warn!(hub, "the proxy sent a connection for a hub not served here");
-                (None, HubContext::new(hub.to_owned(), self.outbox.clone()))
+                (None, HubContext::new(hub.to_owned(), self.links.clone()))
             }
         }
     }
@@ -327,7 +386,7 @@ impl Dispatcher {
                 let invocation = &invocation.message;
                 slot.live.lock().forget(invocation);
                 let error = Completion::Error(texts::unexpected(&invocation.target));
-                self.reply_later(invocation, error);
+                reply_later(slot, invocation, error);
                 return;
             }
             queue.invocations += 1;
@@ -414,61 +473,61 @@ impl Dispatcher {
         match started {
             Started::Refused(error) => {
                 slot.live.lock().forget(&message);
-                self.reply(&message, Completion::Error(error)).await;
+                reply(slot, &message, Completion::Error(error)).await;
             }
             Started::Unary(future) if !message.stream_ids.is_empty() => {
                 let busy = self.busy();
-                let this = self.clone();
                 let slot = slot.clone();
                 tokio::spawn(async move {
                     let completion = future.await;
                     slot.live.lock().forget(&message);
-                    this.reply(&message, completion).await;
+                    reply(&slot, &message, completion).await;
                     drop(busy);
                 });
             }
             Started::Unary(future) => {
                 let completion = future.await;
-                self.reply(&message, completion).await;
+                reply(slot, &message, completion).await;
             }
             Started::Stream(future) => match future.await {
                 Err(completion) => {
                     slot.live.lock().forget(&message);
-                    self.reply(&message, completion).await;
+                    reply(slot, &message, completion).await;
                 }
                 Ok(items) => {
                     let busy = self.busy();
-                    let this = self.clone();
                     let slot = slot.clone();
                     tokio::spawn(async move {
-                        let completion = streams::pump(&this.outbox, &message, items, cancel).await;
+                        let completion =
+                            streams::pump(|| slot.link(), &message, items, cancel).await;
                         slot.live.lock().forget(&message);
-                        this.reply(&message, completion).await;
+                        reply(&slot, &message, completion).await;
                         drop(busy);
                     });
                 }
             },
         }
     }
+}
 
-    /// Replies without making the caller wait (the link reader must not).
-    fn reply_later(&self, invocation: &ClientInvocation, completion: Completion) {
-        if let Some(result) = result_message(invocation, completion) {
-            let outbox = self.outbox.clone();
-            tokio::spawn(async move { outbox.send(result).await });
-        }
+/// Replies without making the caller wait (the link reader must not).
+fn reply_later(slot: &Slot, invocation: &ClientInvocation, completion: Completion) {
+    if let Some(result) = result_message(invocation, completion) {
+        let link = slot.link();
+        tokio::spawn(async move { link.outbox.send(result).await });
     }
+}
 
-    async fn reply(&self, invocation: &ClientInvocation, completion: Completion) {
-        if let Some(result) = result_message(invocation, completion)
-            && let Err(err) = self.outbox.send(result).await
-        {
-            tracing::debug!(
-                connection = %invocation.connection,
-                error = %err,
-                "cannot deliver invocation result"
-            );
-        }
+/// Replies through the link the connection is on.
+async fn reply(slot: &Slot, invocation: &ClientInvocation, completion: Completion) {
+    if let Some(result) = result_message(invocation, completion)
+        && let Err(err) = slot.link().outbox.send(result).await
+    {
+        tracing::debug!(
+            connection = %invocation.connection,
+            error = %err,
+            "cannot deliver invocation result"
+        );
     }
 }
 

@@ -10,14 +10,16 @@ pub enum ErrorKind {
     ConnectionString,
     /// An access token could not be minted.
     Token,
-    /// The link to the proxy is not up, so nothing can be sent right now.
+    /// No link to a proxy is up that could carry the message, so nothing
+    /// can be sent right now.
     LinkDown,
     /// The link dropped or the server shut down before the proxy answered.
     LinkLost,
     /// The proxy did not answer an acknowledged request in time, or a
     /// client did not answer an invocation in time.
     Timeout,
-    /// The proxy answered that the connection, group or user does not exist.
+    /// The proxy answered that the connection, group or user does not
+    /// exist, or no linked proxy node can reach the connection.
     NotFound,
     /// The proxy refused the request.
     Rejected,
@@ -66,12 +68,14 @@ pub(crate) enum Repr {
     ClientTimeout(std::time::Duration),
     #[error("the server was shut down")]
     Shutdown,
+    /// A failure on one of several links, naming the proxy node or endpoint.
+    #[error("{0}: {1}")]
+    At(String, Box<Repr>),
 }
 
-impl Error {
-    /// What kind of failure this is.
-    pub fn kind(&self) -> ErrorKind {
-        match *self.inner {
+impl Repr {
+    fn kind(&self) -> ErrorKind {
+        match self {
             Repr::ConnectionString(_) => ErrorKind::ConnectionString,
             Repr::Token(_) => ErrorKind::Token,
             Repr::LinkDown => ErrorKind::LinkDown,
@@ -83,7 +87,21 @@ impl Error {
             Repr::Decode(_) => ErrorKind::Decode,
             Repr::Client(_) => ErrorKind::Client,
             Repr::Shutdown => ErrorKind::Shutdown,
+            Repr::At(_, inner) => inner.kind(),
         }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind()
+    }
+
+    /// The same error, said to have happened at `place` (a proxy node or
+    /// endpoint), for answers combined from several links.
+    pub(crate) fn at(self, place: impl Into<String>) -> Self {
+        Repr::At(place.into(), self.inner).into()
     }
 
     pub(crate) fn connection_string(msg: impl Into<String>) -> Self {

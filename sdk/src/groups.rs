@@ -7,12 +7,18 @@ use switchboard_proto::{GroupChange, group_change};
 
 use crate::context::HubContext;
 use crate::error::Result;
+use crate::links::combine_changes;
 
 /// A hub's groups. Get it from [`HubContext::groups`].
 ///
 /// Every change waits for the proxy's acknowledgement, so a send to the
 /// group made afterwards reaches the new member. A connection or user the
 /// proxy does not know fails with [`ErrorKind::NotFound`](crate::ErrorKind::NotFound).
+///
+/// A connection's membership changes go to the node holding it; a user's
+/// go to every cluster of linked nodes and succeed when all of them accept
+/// (a node without the user's connections saying "not found" is fine as
+/// long as another accepted).
 #[derive(Clone, Debug)]
 pub struct Groups {
     hub: HubContext,
@@ -59,21 +65,30 @@ impl Groups {
             group_change::Member::Connection(id) => format!("connection '{id}'"),
             group_change::Member::User(id) => format!("user '{id}'"),
         };
-        let ack = self
-            .hub
-            .outbox()
-            .request(|ack_id| {
-                Kind::GroupChange(GroupChange {
-                    hub: self.hub.name().to_owned(),
-                    group: group.to_owned(),
-                    member: Some(member),
-                    action: action as i32,
-                    ack_id,
-                    ttl_seconds: 0,
-                })
+        let build = |ack_id| {
+            Kind::GroupChange(GroupChange {
+                hub: self.hub.name().to_owned(),
+                group: group.to_owned(),
+                member: Some(member.clone()),
+                action: action as i32,
+                ack_id,
+                ttl_seconds: 0,
             })
-            .await?;
-        ack.into_result(|| describe)
+        };
+        match &member {
+            group_change::Member::Connection(connection) => {
+                let ack = self
+                    .hub
+                    .links()
+                    .request_for_connection(connection, build)
+                    .await?;
+                ack.into_result(|| describe)
+            }
+            group_change::Member::User(_) => {
+                let replies = self.hub.links().request_everywhere(build).await?;
+                combine_changes(replies, || describe.clone())
+            }
+        }
     }
 }
 

@@ -5,6 +5,15 @@
 //! declares the hubs it serves, runs hub methods when clients invoke them,
 //! and sends to all clients, a connection, a group or a user.
 //!
+//! With several proxy replicas, the app server links to every one of them:
+//! list them in `ServerEndpoint` (comma-separated), add them with
+//! [`ServerBuilder::server_endpoint`], or let a DNS name that resolves to
+//! all replicas find them (`ServerDiscovery=Dns`,
+//! [`ServerBuilder::dns_discovery`]). Each client's invocations arrive on
+//! the link of the replica holding it and are answered there; broadcasts,
+//! group and user sends go once to each cluster of replicas (see
+//! [`Server::links`] and [`HubContext`]).
+//!
 //! 1. Parse the [`ConnectionString`] (`Endpoint=...;AccessKey=...`).
 //! 2. Define each [`Hub`] with typed methods.
 //! 3. [`Server::builder`] → [`ServerBuilder::start`]; wait with
@@ -73,6 +82,7 @@ mod error;
 mod groups;
 mod hub;
 mod link;
+mod links;
 mod negotiate;
 mod server;
 mod token;
@@ -80,7 +90,7 @@ mod token;
 pub use clients::{
     CallerClients, ClientProxy, Clients, DEFAULT_CLIENT_RESULT_TIMEOUT, SingleClientProxy,
 };
-pub use connection_string::{ConnectionString, DEFAULT_SERVER_PORT};
+pub use connection_string::{ConnectionString, DEFAULT_SERVER_PORT, ServerDiscovery};
 pub use context::{Connection, Context, Disconnect, HubContext};
 pub use error::{Error, ErrorKind, Result};
 pub use groups::{CallerGroups, Groups};
@@ -88,6 +98,7 @@ pub use hub::{
     Arguments, Hub, HubBuilder, HubError, MAX_UNREAD_UPLOAD_ITEMS, MethodResult, UploadError,
     UploadStream,
 };
+pub use links::{DEFAULT_DISCOVERY_INTERVAL, LinkInfo, Resolve};
 pub use negotiate::{NegotiateOptions, NegotiateRequest, NegotiateResponse, Negotiator};
 pub use server::{
     DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,

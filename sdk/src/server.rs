@@ -12,12 +12,15 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::connection_string::ConnectionString;
+use crate::connection_string::{ConnectionString, ServerDiscovery};
 use crate::context::HubContext;
 use crate::dispatch::Dispatcher;
 use crate::error::{Repr, Result};
 use crate::hub::Hub;
-use crate::link::{Link, LinkStatus, Outbox, Settings};
+use crate::link::Settings;
+use crate::links::{
+    DEFAULT_DISCOVERY_INTERVAL, LinkInfo, Links, Plan, Readiness, Resolve, Spawner, supervise,
+};
 use crate::negotiate::{NegotiateOptions, NegotiateRequest, Negotiator};
 
 /// Default shortest delay before reconnecting.
@@ -36,16 +39,62 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Configures and starts a [`Server`].
-#[derive(Debug)]
 pub struct ServerBuilder {
     conn: ConnectionString,
     server_id: Option<String>,
     hubs: Vec<Hub>,
     settings: Settings,
     ack_timeout: Duration,
+    /// Set by [`ServerBuilder::dns_discovery`]; else from the connection string.
+    discovery_interval: Option<Duration>,
+    resolver: Option<Arc<dyn Resolve>>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("conn", &self.conn)
+            .field("server_id", &self.server_id)
+            .field("hubs", &self.hubs)
+            .field("settings", &self.settings)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("discovery_interval", &self.discovery_interval)
+            .field("custom_resolver", &self.resolver.is_some())
+            .finish()
+    }
 }
 
 impl ServerBuilder {
+    /// Also links to the proxy replica at `url` (`http(s)://host[:port]`),
+    /// besides the connection string's `ServerEndpoint` list. When the
+    /// connection string named none, the first endpoint added replaces the
+    /// default derived from its `Endpoint`. Fails on a malformed or repeated
+    /// URL.
+    pub fn server_endpoint(mut self, url: &str) -> Result<Self> {
+        self.conn = self.conn.with_server_endpoint(url)?;
+        Ok(self)
+    }
+
+    /// Finds replicas through DNS: every `interval` (default 30 s, see
+    /// [`DEFAULT_DISCOVERY_INTERVAL`]) each server endpoint's host name is
+    /// resolved again and one link is kept per address (same scheme and
+    /// port; the host name stays the request's authority). Links to new
+    /// addresses open, links to vanished ones close gracefully; a failed
+    /// look-up keeps the links there are. Endpoints given as IP addresses
+    /// are dialled as they are. Same as `ServerDiscovery=Dns` in the
+    /// connection string, with an interval of your choice.
+    pub fn dns_discovery(mut self, interval: Duration) -> Self {
+        self.discovery_interval = Some(interval.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Resolves host names for DNS discovery with `resolver` instead of the
+    /// system resolver.
+    pub fn resolver(mut self, resolver: impl Resolve) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
     /// The name this app server gives the proxy (logs, metrics). Default:
     /// the `HOSTNAME` environment variable, else a random `app-…` name.
     pub fn server_id(mut self, server_id: impl Into<String>) -> Self {
@@ -111,32 +160,42 @@ impl ServerBuilder {
         self
     }
 
-    /// Starts linking to the proxy in the background and returns the handle.
-    /// Use [`Server::wait_ready`] to wait for the first link.
+    /// Starts linking to the proxies in the background and returns the
+    /// handle. Use [`Server::wait_ready`] to wait for the first link.
     ///
     /// # Panics
     /// Outside a Tokio runtime.
     pub fn start(self) -> Server {
         let server_id = self.server_id.unwrap_or_else(default_server_id);
-        let outbox = Arc::new(Outbox::new(self.ack_timeout));
-        let dispatcher = Arc::new(Dispatcher::new(self.hubs, outbox.clone()));
-        let (status_tx, status_rx) = watch::channel(LinkStatus::Connecting);
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let link = Arc::new(Link {
+        let links = Arc::new(Links::new());
+        let dispatcher = Arc::new(Dispatcher::new(self.hubs, links.clone()));
+        links.set_dispatcher(&dispatcher);
+        let dns = self
+            .discovery_interval
+            .or((self.conn.server_discovery() == ServerDiscovery::Dns)
+                .then_some(DEFAULT_DISCOVERY_INTERVAL));
+        let plan = Plan {
+            endpoints: self.conn.server_endpoints().to_vec(),
+            dns,
+            resolver: self.resolver.unwrap_or_else(Links::system_resolver),
+        };
+        let spawner = Spawner {
             conn: self.conn.clone(),
             server_id: server_id.clone(),
             settings: self.settings,
+            ack_timeout: self.ack_timeout,
             dispatcher: dispatcher.clone(),
-            outbox,
-            status: status_tx,
-        });
-        let task = tokio::spawn(link.run(shutdown_rx));
+            links: links.clone(),
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(supervise(plan, spawner, shutdown_rx));
         Server {
             inner: Arc::new(ServerInner {
                 server_id,
                 dispatcher,
                 negotiator: Negotiator::new(self.conn),
-                status: status_rx,
+                readiness: links.readiness(),
+                links,
                 shutdown: shutdown_tx,
                 task: Mutex::new(Some(task)),
             }),
@@ -144,9 +203,15 @@ impl ServerBuilder {
     }
 }
 
-/// A running app server: its link to the proxy and the hubs it serves.
+/// A running app server: its links to the proxy nodes and the hubs it
+/// serves.
 ///
-/// Cheap to clone. The link runs until [`Server::shutdown`] is called or the
+/// It keeps one link per proxy endpoint (or, with DNS discovery, per
+/// resolved address). Each link reconnects on its own; the server is ready
+/// while at least one is up. Client invocations arrive on the link of the
+/// node holding the client and are answered through it.
+///
+/// Cheap to clone. The links run until [`Server::shutdown`] is called or the
 /// last handle is dropped.
 #[derive(Clone)]
 pub struct Server {
@@ -157,7 +222,8 @@ struct ServerInner {
     server_id: String,
     dispatcher: Arc<Dispatcher>,
     negotiator: Negotiator,
-    status: watch::Receiver<LinkStatus>,
+    links: Arc<Links>,
+    readiness: watch::Receiver<Readiness>,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -178,6 +244,8 @@ impl Server {
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             },
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            discovery_interval: None,
+            resolver: None,
         }
     }
 
@@ -186,24 +254,31 @@ impl Server {
         &self.inner.server_id
     }
 
-    /// Whether the link is up (the proxy's `Welcome` was received).
+    /// Whether at least one link is up (its proxy's `Welcome` was
+    /// received).
     pub fn is_ready(&self) -> bool {
-        *self.inner.status.borrow() == LinkStatus::Ready
+        self.inner.readiness.borrow().up > 0
     }
 
-    /// Waits until the link is up. Fails with
+    /// Waits until at least one link is up. Fails with
     /// [`ErrorKind::Shutdown`](crate::ErrorKind::Shutdown) if the server
     /// shuts down first. Wrap it in a timeout to bound the wait.
     pub async fn wait_ready(&self) -> Result<()> {
-        let mut status = self.inner.status.clone();
-        match status
-            .wait_for(|status| *status != LinkStatus::Connecting)
+        let mut readiness = self.inner.readiness.clone();
+        match readiness
+            .wait_for(|state| state.up > 0 || state.stopped)
             .await
-            .map(|status| *status)
+            .map(|state| *state)
         {
-            Ok(LinkStatus::Ready) => Ok(()),
+            Ok(state) if state.up > 0 => Ok(()),
             _ => Err(Repr::Shutdown.into()),
         }
+    }
+
+    /// Every link and where it stands: endpoint, address dialled, the
+    /// node's id and cluster, and whether it is up and ready.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.inner.links.infos()
     }
 
     /// A handle on a served hub (name matched case-insensitively).
@@ -239,8 +314,8 @@ impl Server {
     }
 
     /// Shuts down: keeps serving until running handlers finished (at most
-    /// the shutdown grace) so their results are delivered, closes the link, runs the disconnect
-    /// handler of every connection (reason `link lost`; the proxy moves
+    /// the shutdown grace) so their results are delivered, closes every
+    /// link, runs the disconnect handler of every connection (reason `link lost`; the proxy moves
     /// them to other app servers) and waits for all of it.
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);

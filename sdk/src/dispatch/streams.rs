@@ -1,6 +1,6 @@
 //! A connection's live streams: cancel handles of its server-to-client
 //! streams, feeds of its upload streams, and the task that pumps a stream's
-//! items to the proxy.
+//! items to the proxy through the connection's link.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -12,7 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::hub::upload::Feed;
 use crate::hub::{Completion, ItemStream, Outcome, texts};
-use crate::link::Outbox;
+use crate::link::Peer;
+use std::sync::Arc;
 
 /// Streams in flight on one connection.
 #[derive(Default)]
@@ -74,7 +75,7 @@ impl Live {
 /// how the client's completion reads. The stream is dropped before this
 /// returns, so a cancelled producer has stopped when the completion goes out.
 pub(super) async fn pump(
-    outbox: &Outbox,
+    link: impl Fn() -> Arc<Peer>,
     invocation: &ClientInvocation,
     mut items: ItemStream,
     cancel: Option<oneshot::Receiver<()>>,
@@ -101,7 +102,8 @@ pub(super) async fn pump(
                     invocation_id: invocation.invocation_id.clone(),
                     item: Some(item),
                 });
-                if let Err(err) = outbox.send(message).await {
+                // Asked per item: failover may move the connection to another link.
+                if let Err(err) = link().outbox.send(message).await {
                     tracing::debug!(method = %target, error = %err, "stream item not delivered; stopping the stream");
                     break Completion::Void;
                 }

@@ -11,7 +11,7 @@ use tonic::Streaming;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 
-use super::{Link, LinkStatus, outbox, stopped};
+use super::{Link, outbox, stopped};
 use crate::token;
 
 /// The contract revision this SDK speaks.
@@ -34,6 +34,8 @@ pub(super) enum Ended {
 pub(super) enum SessionError {
     #[error("invalid server endpoint: {}", chain(.0))]
     Endpoint(tonic::transport::Error),
+    #[error("cannot use the host of '{0}' as the request's authority")]
+    Origin(String),
     #[error("cannot connect: {}", chain(.0))]
     Connect(tonic::transport::Error),
     #[error("cannot mint the link token: {0}")]
@@ -63,6 +65,13 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// `scheme://authority` of a URL.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
+}
+
 /// Runs one session to its end.
 pub(super) async fn run(link: &Link, shutdown: &mut watch::Receiver<bool>) -> Ended {
     let established = tokio::select! {
@@ -73,16 +82,19 @@ pub(super) async fn run(link: &Link, shutdown: &mut watch::Receiver<bool>) -> En
         Ok(parts) => parts,
         Err(error) => return Ended::Failed(error),
     };
-    link.outbox.attach(sender);
-    link.status.send_replace(LinkStatus::Ready);
+    link.peer.outbox.attach(sender);
     tracing::info!(
         node = %welcome.node_id,
+        cluster = %welcome.cluster,
+        address = %link.peer.target.address,
         hubs = ?welcome.hubs,
         server_id = %link.server_id,
         "linked to the proxy"
     );
+    link.peer.welcomed(welcome.node_id, welcome.cluster);
+    link.links.refresh();
     for kind in rest {
-        link.dispatcher.handle(kind);
+        link.dispatcher.handle(&link.peer, kind);
     }
     tokio::select! {
         error = pump(link, &mut inbound) => return Ended::Lost(error),
@@ -108,7 +120,7 @@ async fn pump(link: &Link, inbound: &mut Streaming<ProxyFrame>) -> SessionError 
         match inbound.message().await {
             Ok(Some(frame)) => {
                 for kind in frame.messages.into_iter().filter_map(|m| m.kind) {
-                    link.dispatcher.handle(kind);
+                    link.dispatcher.handle(&link.peer, kind);
                 }
             }
             Ok(None) => return SessionError::Closed,
@@ -127,8 +139,17 @@ type Established = (
 /// Dials the proxy and completes the Hello/Welcome exchange.
 async fn establish(link: &Link) -> Result<Established, SessionError> {
     let settings = &link.settings;
-    let endpoint = Endpoint::from_shared(link.conn.server_endpoint().to_owned())
-        .map_err(SessionError::Endpoint)?
+    let target = &link.peer.target;
+    let mut endpoint =
+        Endpoint::from_shared(target.address.clone()).map_err(SessionError::Endpoint)?;
+    if target.address != target.endpoint {
+        // Dialling a resolved address: the request still names the host.
+        let origin = origin_of(&target.endpoint)
+            .parse()
+            .map_err(|_| SessionError::Origin(target.endpoint.clone()))?;
+        endpoint = endpoint.origin(origin);
+    }
+    let endpoint = endpoint
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,14 +98,19 @@ impl Link {
     }
 
     pub async fn welcome(&mut self) {
+        self.welcome_as("node-1", "").await;
+    }
+
+    /// Answers `Hello` as node `node_id` of `cluster` ("" for standalone).
+    pub async fn welcome_as(&mut self, node_id: &str, cluster: &str) {
         let Out::Hello(hello) = self.next().await else {
             panic!("the first message was not Hello");
         };
         self.send(proxy_message::Kind::Welcome(Welcome {
-            node_id: "node-1".into(),
+            node_id: node_id.into(),
             hubs: hello.hubs,
             max_message_bytes: 32 * 1024,
-            cluster: String::new(),
+            cluster: cluster.into(),
         }))
         .await;
     }
@@ -158,18 +164,16 @@ impl Link {
     }
 }
 
-pub struct Harness {
+/// One fake proxy node listening on a loopback port.
+pub struct Proxy {
+    pub addr: SocketAddr,
     accepted: mpsc::UnboundedReceiver<Accepted>,
-    pub server: Server,
-    pub log: Arc<Mutex<Vec<String>>>,
 }
 
-impl Harness {
-    /// Starts a fake proxy and an app server serving the hub `make_hub`
-    /// builds (it gets the shared log).
-    pub async fn start(make_hub: impl FnOnce(Arc<Mutex<Vec<String>>>) -> Hub) -> Self {
+impl Proxy {
+    pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let addr = listener.local_addr().unwrap();
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         tokio::spawn(
             tonic::transport::Server::builder()
@@ -178,24 +182,14 @@ impl Harness {
                 }))
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
-        let conn = ConnectionString::parse(&format!(
-            "Endpoint={ENDPOINT};AccessKey={KEY};Version=1.0;ServerEndpoint=http://127.0.0.1:{port}"
-        ))
-        .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let server = Server::builder(conn)
-            .server_id("app-under-test")
-            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200))
-            .ack_timeout(Duration::from_secs(2))
-            .hub(make_hub(log.clone()))
-            .start();
-        Self {
-            accepted,
-            server,
-            log,
-        }
+        Self { addr, accepted }
     }
 
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The next link the app server opens to this node.
     pub async fn accept(&mut self) -> Link {
         let accepted = tokio::time::timeout(WAIT, self.accepted.recv())
             .await
@@ -207,6 +201,54 @@ impl Harness {
             outbound: accepted.outbound,
             buffered: VecDeque::new(),
         }
+    }
+
+    /// A link opened within `wait`, if any.
+    pub async fn try_accept(&mut self, wait: Duration) -> Option<Link> {
+        let accepted = tokio::time::timeout(wait, self.accepted.recv())
+            .await
+            .ok()??;
+        Some(Link {
+            authorization: accepted.authorization,
+            inbound: accepted.inbound,
+            outbound: accepted.outbound,
+            buffered: VecDeque::new(),
+        })
+    }
+}
+
+/// A connection string for `server_endpoints` (comma-separated URLs).
+pub fn connection_string(server_endpoints: &str) -> ConnectionString {
+    ConnectionString::parse(&format!(
+        "Endpoint={ENDPOINT};AccessKey={KEY};Version=1.0;ServerEndpoint={server_endpoints}"
+    ))
+    .unwrap()
+}
+
+pub struct Harness {
+    proxy: Proxy,
+    pub server: Server,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Harness {
+    /// Starts a fake proxy and an app server serving the hub `make_hub`
+    /// builds (it gets the shared log).
+    pub async fn start(make_hub: impl FnOnce(Arc<Mutex<Vec<String>>>) -> Hub) -> Self {
+        let proxy = Proxy::start().await;
+        let conn = connection_string(&proxy.url());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let server = Server::builder(conn)
+            .server_id("app-under-test")
+            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200))
+            .ack_timeout(Duration::from_secs(2))
+            .hub(make_hub(log.clone()))
+            .start();
+        Self { proxy, server, log }
+    }
+
+    pub async fn accept(&mut self) -> Link {
+        self.proxy.accept().await
     }
 
     pub async fn linked(&mut self) -> Link {
