@@ -40,12 +40,18 @@ impl AppServer {
     /// `--server-id` when given, and waits until `GET /health` is 200, which
     /// the example answers once the proxy welcomed its link.
     pub async fn testhub(proxy: &Proxy, server_id: Option<&str>) -> Self {
+        Self::testhub_linked(&proxy.connection_string(), server_id).await
+    }
+
+    /// Starts `testhub` with the connection string `connection_string`
+    /// (e.g. one listing several proxies) and waits until it is linked.
+    pub async fn testhub_linked(connection_string: &str, server_id: Option<&str>) -> Self {
         let mut args = Vec::new();
         if let Some(id) = server_id {
             args.extend(["--server-id", id]);
         }
         let name = format!("testhub {}", server_id.unwrap_or("(default id)"));
-        let mut server = Self::spawn(&name, "testhub", free_port(), proxy, &args);
+        let mut server = Self::spawn(&name, "testhub", free_port(), connection_string, &args);
         let health = format!("{}/health", server.url());
         wait_until_ok(&health, &mut server.process, READY_TIMEOUT).await;
         server
@@ -64,21 +70,27 @@ impl AppServer {
             "{} is missing: run scripts/test.sh, which installs the chat page's npm packages",
             bundle.display()
         );
-        let mut server = Self::spawn("chat", "chat", port, proxy, &[]);
+        let mut server = Self::spawn("chat", "chat", port, &proxy.connection_string(), &[]);
         let page = format!("{}/", server.url());
         wait_until_ok(&page, &mut server.process, READY_TIMEOUT).await;
         server.wait_until_hub_reachable("chat", READY_TIMEOUT).await;
         server
     }
 
-    fn spawn(name: &str, example: &str, port: u16, proxy: &Proxy, extra_args: &[&str]) -> Self {
+    fn spawn(
+        name: &str,
+        example: &str,
+        port: u16,
+        connection_string: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let mut command = Command::new(workspace::example_binary(example));
         isolate_env(&mut command);
         command
             .current_dir(workspace::root())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra_args)
-            .env("SWITCHBOARD_CONNECTION_STRING", proxy.connection_string());
+            .env("SWITCHBOARD_CONNECTION_STRING", connection_string);
         let process =
             Process::spawn(name, command).unwrap_or_else(|error| panic!("start {name}: {error}"));
         Self { process, port }

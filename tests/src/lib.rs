@@ -11,16 +11,20 @@
 //! crate only locates them (see [`workspace`]).
 
 pub mod app;
+pub mod balancer;
 pub mod http;
 pub mod node;
 pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod python;
+pub mod redis;
 pub mod signalr;
 pub mod suite;
 pub mod workspace;
 
 pub use app::{AppServer, HubEvent};
+pub use balancer::Balancer;
 pub use process::Process;
 pub use proxy::{Proxy, TEST_ACCESS_KEY};
+pub use redis::Redis;

@@ -58,6 +58,19 @@ impl Process {
         &self.name
     }
 
+    /// The operating system's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the process (not its group), e.g. SIGTERM to ask
+    /// for a graceful stop.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"));
+        // ESRCH when it already ended; the caller checks how it ended.
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+
     /// Everything the process wrote to stdout and stderr so far.
     pub fn output(&self) -> String {
         self.output.lock().clone()

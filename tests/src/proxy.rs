@@ -31,8 +31,18 @@ impl Proxy {
     /// Starts a proxy with extra command-line flags (e.g.
     /// `["--outbox-limit", "65536"]`) and waits until `GET /readyz` is 200.
     pub async fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_behind(None, extra_args).await
+    }
+
+    /// Like [`Proxy::start_with`], with `--public-url` set to `public_url`
+    /// when given: the address clients use (a load balancer in front of
+    /// several proxies), which is also the audience of their tokens.
+    pub async fn start_behind(public_url: Option<&str>, extra_args: &[&str]) -> Self {
         let (client_port, upstream_port, admin_port) = (free_port(), free_port(), free_port());
-        let public_url = format!("http://127.0.0.1:{client_port}");
+        let public_url = public_url.map_or_else(
+            || format!("http://127.0.0.1:{client_port}"),
+            ToOwned::to_owned,
+        );
         let mut command = Command::new(workspace::proxy_binary());
         isolate_env(&mut command);
         command
@@ -70,15 +80,31 @@ impl Proxy {
 
     /// `SWITCHBOARD_CONNECTION_STRING` for app servers linking to this proxy.
     pub fn connection_string(&self) -> String {
-        format!(
-            "Endpoint={};AccessKey={TEST_ACCESS_KEY};Version=1.0;ServerEndpoint=http://127.0.0.1:{}",
-            self.url(),
-            self.upstream_port
-        )
+        connection_string(&self.url(), &[self])
+    }
+
+    /// `ServerEndpoint` of this proxy's upstream port.
+    pub fn server_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.upstream_port)
+    }
+
+    /// The proxy's process id, for suites that signal or kill it themselves.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// The proxy process (its captured output, whether it still runs).
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+}
+
+/// `SWITCHBOARD_CONNECTION_STRING` for app servers linking to every proxy in
+/// `proxies`, whose clients use `endpoint` (their shared public URL).
+pub fn connection_string(endpoint: &str, proxies: &[&Proxy]) -> String {
+    let servers: Vec<String> = proxies.iter().map(|p| p.server_endpoint()).collect();
+    format!(
+        "Endpoint={endpoint};AccessKey={TEST_ACCESS_KEY};Version=1.0;ServerEndpoint={}",
+        servers.join(",")
+    )
 }
