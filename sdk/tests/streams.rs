@@ -336,13 +336,16 @@ async fn upload_items_reach_the_method_in_order_and_the_completion_ends_it() {
         invocation_result::Outcome::Value(Payload::json(r#"">abc""#))
     );
 
-    // A failed upload surfaces in the method as an error.
+    // A failed upload surfaces in the method as an error, which `?` turns
+    // into a hub error carrying the client's own message.
     upload_call(&link, "3", r#"[""]"#, &["s2"]).await;
     link.send(upload_item("s2", r#""x""#)).await;
     link.send(upload_end("s2", "client gave up")).await;
     assert_eq!(
         link.result("3").await,
-        error("An unexpected error occurred invoking 'Concat' on the server.")
+        error(
+            "An unexpected error occurred invoking 'Concat' on the server. HubException: client gave up"
+        )
     );
 
     upload_call(&link, "4", r#"[""]"#, &[]).await;

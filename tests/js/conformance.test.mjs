@@ -247,11 +247,46 @@ describe("transports", () => {
       String: "hello world",
       IntArray: [1, 2, 3],
       ByteArray: "AQID",
-      GUID: "00010203-0405-0607-0706-050403020100",
+      Guid: "00010203-0405-0607-0706-050403020100",
       DateTime: "2000-01-01T00:00:00Z",
     });
     assert.deepEqual(await connection.invoke("EchoComplexObject", complex), complex);
+    // The app server reads the time and writes it back in UTC, fraction kept.
+    const later = { ...complex, ByteArray: "aGVsbG8=", DateTime: "2002-04-01T12:20:15.25+02:00" };
+    assert.deepEqual(await connection.invoke("EchoComplexObject", later), { ...later, DateTime: "2002-04-01T10:20:15.25Z" });
   });
+
+  for (const transport of ["WebSockets", "LongPolling"]) {
+    test(`over MessagePack (${transport}) complex objects carry bytes as bin and times as timestamps`, { timeout: TEST_TIMEOUT_MS }, async () => {
+      const connection = await started(
+        `${APP_URL}/testhub`,
+        { transport: signalR.HttpTransportType[transport] },
+        new MessagePackHubProtocol(),
+      );
+      const complex = await connection.invoke("SendComplexObject");
+      assert.deepEqual({ ...complex, ByteArray: [...complex.ByteArray] }, {
+        String: "hello world",
+        IntArray: [1, 2, 3],
+        ByteArray: [1, 2, 3],
+        Guid: "00010203-0405-0607-0706-050403020100",
+        DateTime: new Date(Date.UTC(2000, 0, 1)),
+      });
+      assert.ok(complex.ByteArray instanceof Uint8Array, "ByteArray should arrive as a Uint8Array");
+      const sent = {
+        String: "Hello, World!",
+        IntArray: [1, 2, 3, 0xff],
+        ByteArray: new Uint8Array([0x68, 0x65, 0x6c, 0x6c, 0x6f]),
+        Guid: "00010203-0405-0607-0706-050403020100",
+        // Milliseconds need the 8-byte timestamp form; a date before 1970 the 12-byte one.
+        DateTime: new Date(Date.UTC(2002, 3, 1, 10, 20, 15, 250)),
+      };
+      for (const value of [sent, { ...sent, DateTime: new Date(Date.UTC(1969, 6, 20, 20, 17, 40)) }]) {
+        const echoed = await connection.invoke("EchoComplexObject", value);
+        assert.ok(echoed.ByteArray instanceof Uint8Array, "ByteArray should come back as a Uint8Array");
+        assert.deepEqual({ ...echoed, ByteArray: [...echoed.ByteArray] }, { ...value, ByteArray: [...value.ByteArray] });
+      }
+    });
+  }
 
   for (const transport of TRANSPORTS) {
     test(`the user agent reaches the hub over ${transport}`, { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -72,7 +72,9 @@ for (const transport of TRANSPORTS) {
 
       test("a failing stream reports the server's error", async () => {
         const c = await connect(protocol, transport);
-        await assert.rejects(collect(c.stream("StreamThrowException", "boom")), /boom/);
+        await assert.rejects(collect(c.stream("StreamThrowException", "boom")), {
+          message: "An unexpected error occurred invoking 'StreamThrowException' on the server. HubException: boom",
+        });
       });
 
       test("cancelling a stream stops it on the app server", async () => {
@@ -92,6 +94,20 @@ for (const transport of TRANSPORTS) {
         for (const part of ["a", "b", "c"]) subject.next(part);
         subject.complete();
         assert.equal(await within(result, "the concatenation"), "abc");
+      });
+
+      test("an upload stream the client ends with an error fails the method with the client's message", async () => {
+        const c = await connect(protocol, transport);
+        const subject = new signalR.Subject();
+        const result = c.invoke("StreamingConcat", subject);
+        subject.next("Hello ");
+        subject.next("world");
+        subject.error(new Error("Something bad"));
+        await assert.rejects(within(result, "the failed concatenation"), {
+          message: "An unexpected error occurred invoking 'StreamingConcat' on the server. HubException: Something bad",
+        });
+        // The connection is still usable afterwards.
+        assert.equal(await c.invoke("Echo", "after"), "after");
       });
 
       test("invoking a streaming method without streaming is refused", async () => {

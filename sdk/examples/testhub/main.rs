@@ -13,7 +13,9 @@
 //!     testhub --listen 127.0.0.1:5001 [--server-id a]
 //! ```
 
+mod complex;
 mod conformance;
+mod scale_out;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use clap::Parser;
+use complex::ComplexObject;
 use futures_util::{StreamExt, stream};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -250,7 +253,7 @@ impl Drop for NotifyCanceled {
 
 fn test_hub(name: &str, server_id: String, events: Events) -> Hub {
     let connected = events.clone();
-    Hub::builder(name)
+    scale_out::methods(Hub::builder(name))
         .on_connected(move |ctx: Context| {
             record(&connected, "connected", &ctx);
             async {}
@@ -437,33 +440,6 @@ fn test_hub(name: &str, server_id: String, events: Events) -> Hub {
 struct CustomObject {
     name: String,
     value: i64,
-}
-
-/// The argument and result of `EchoComplexObject`, in the JSON form .NET
-/// servers give it: the byte array as base64, the GUID and the date as text.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ComplexObject {
-    string: String,
-    int_array: Vec<i64>,
-    byte_array: String,
-    #[serde(rename = "GUID")]
-    guid: String,
-    date_time: String,
-}
-
-impl ComplexObject {
-    /// What `SendComplexObject` returns.
-    fn sample() -> Self {
-        Self {
-            string: "hello world".to_owned(),
-            int_array: vec![1, 2, 3],
-            // The bytes 1, 2, 3.
-            byte_array: "AQID".to_owned(),
-            guid: "00010203-0405-0607-0706-050403020100".to_owned(),
-            date_time: "2000-01-01T00:00:00Z".to_owned(),
-        }
-    }
 }
 
 /// `numRedirects` from the connect URL's query (a redirect with a token

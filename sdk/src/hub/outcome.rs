@@ -1,18 +1,21 @@
 //! What a hub method's return value becomes: a value, void, or an error the
 //! client sees (hub errors) or does not see the detail of (everything else).
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::fmt;
 
 use serde::Serialize;
 use switchboard_proto::{Encoding, Payload};
 
 use super::encoding::encode;
+use super::upload::UploadError;
 
 /// An error returned by a hub method.
 ///
 /// [`HubError::new`] makes an error whose message the client sees
-/// (`... HubException: {message}`). Any other error converted with `?`
+/// (`... HubException: {message}`). An upload stream the client ended with an error
+/// ([`UploadError::Client`]), propagated with `?`, is a hub error with the
+/// client's message, as in SignalR. Any other error converted with `?`
 /// (every `std::error::Error`, including the SDK's own [`Error`](crate::Error))
 /// is logged on the server and reported to the client only as
 /// `An unexpected error occurred invoking '{method}' on the server.`
@@ -43,6 +46,12 @@ impl HubError {
             Repr::Internal(_) => None,
         }
     }
+
+    fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            repr: Repr::Internal(Box::new(err)),
+        }
+    }
 }
 
 impl<E> From<E> for HubError
@@ -50,9 +59,12 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fn from(err: E) -> Self {
-        Self {
-            repr: Repr::Internal(Box::new(err)),
+        // A client's own error ending an upload stream is its to see again,
+        // which is what the reference server does with it.
+        if let Some(UploadError::Client(message)) = (&err as &dyn Any).downcast_ref() {
+            return Self::new(message.clone());
         }
+        Self::internal(err)
     }
 }
 
@@ -205,6 +217,20 @@ mod tests {
         assert_eq!(
             Err::<(), HubError>(io.into()).into_outcome(Encoding::Json),
             Outcome::Failed("disk on fire".into())
+        );
+    }
+
+    #[test]
+    fn a_clients_upload_error_is_a_hub_error_and_other_upload_errors_are_not() {
+        let client: HubError = UploadError::Client("Something bad".into()).into();
+        assert_eq!(
+            Err::<(), _>(client).into_outcome(Encoding::Json),
+            Outcome::HubError("Something bad".into())
+        );
+        let closed: HubError = UploadError::Closed.into();
+        assert_eq!(
+            Err::<(), _>(closed).into_outcome(Encoding::Json),
+            Outcome::Failed("the connection ended before the stream completed".into())
         );
     }
 }
