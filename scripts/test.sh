@@ -48,7 +48,11 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
-echo "node $(node --version), npm $(npm --version), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: version unknown')"
+# A real Redis for the clustered-bus tests (started by the tests themselves).
+if [ ! -x /usr/bin/redis-server ]; then
+  apt_install redis-server
+fi
+echo "node $(node --version), npm $(npm --version), $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium: version unknown'), $(/usr/bin/redis-server --version | cut -d' ' -f1-3)"
 
 # A virtual environment for the Python client suite, reinstalled when
 # requirements.txt changes.
