@@ -2,7 +2,8 @@
 //!
 //! The source of truth is `proto/switchboard/v1/upstream.proto`, documented
 //! message by message; this crate only compiles it (with `protox`, so no
-//! system `protoc` is needed) and re-exports the generated types.
+//! system `protoc` is needed) and re-exports the generated types. The
+//! proxy's internal node-to-node messages live in [`bus`].
 
 /// Generated types and gRPC stubs for `switchboard.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -11,6 +12,16 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// Messages between the nodes of one cluster (`switchboard.bus.v1`), carried
+/// by the cluster's bus. Internal to the proxy; not part of the app-server
+/// contract.
+#[allow(clippy::all, missing_docs)]
+pub mod bus {
+    pub mod v1 {
+        tonic::include_proto!("switchboard.bus.v1");
+    }
+}
 
 impl Payload {
     /// A JSON payload.

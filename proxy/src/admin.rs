@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::Shared;
 
 /// `/healthz`: the process is serving. `/readyz`: it accepts new clients
-/// (false while draining).
+/// (false while draining, and while a clustered node cannot reach its bus).
 pub fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -25,9 +25,16 @@ pub fn routes(shared: Arc<Shared>) -> Router {
 
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining".to_owned());
+    }
+    let bus = shared.bus.readiness().borrow().clone();
+    if bus.ready {
+        (StatusCode::OK, "ready".to_owned())
     } else {
-        (StatusCode::OK, "ready")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", bus.reason),
+        )
     }
 }
 

@@ -45,6 +45,14 @@ pub const DEFAULT_STATEFUL_RECONNECT: bool = true;
 pub const DEFAULT_STATEFUL_RECONNECT_BUFFER: usize = 100_000;
 /// Transports offered to clients.
 pub const DEFAULT_TRANSPORTS: &str = "websockets,sse,longpolling";
+/// The bus between replicas: `local` means a standalone node.
+pub const DEFAULT_BUS: &str = "local";
+/// Cluster name: reported to app servers with a Redis bus, and the prefix of
+/// every Redis key and channel, so clusters sharing one Redis stay apart.
+pub const DEFAULT_CLUSTER_NAME: &str = "switchboard";
+/// How long a node waits for another node to answer a group change, close or
+/// query about a connection it holds.
+pub const DEFAULT_BUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Command-line flags and environment variables. Every field is optional so a
 /// config file can supply it; defaults are applied in [`Config::load`].
@@ -145,6 +153,20 @@ pub struct Args {
     /// `chat=websockets,longpolling`. Repeat for several hubs.
     #[arg(long = "hub-transports", env = "SWITCHBOARD_HUB_TRANSPORTS", value_delimiter = ';', value_parser = parse_hub_transports)]
     pub hub_transports: Vec<(String, Transports)>,
+    /// How replicas reach each other: `local` (a standalone node) or
+    /// `redis://host:port[/db]` (replicas sharing that Redis act as one
+    /// service). [default: local]
+    #[arg(long, env = "SWITCHBOARD_BUS", value_parser = BusKind::parse)]
+    pub bus: Option<BusKind>,
+    /// Name of the cluster this node belongs to, with a Redis bus: reported
+    /// to app servers and used as the prefix of Redis keys and channels.
+    /// Letters, digits, `-`, `_` and `.`. [default: switchboard]
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// How long to wait for another node to answer a group change, close or
+    /// query about one of its connections. [default: 5s]
+    #[arg(long, env = "SWITCHBOARD_BUS_TIMEOUT", value_parser = parse_duration)]
+    pub bus_timeout: Option<Duration>,
 }
 
 /// The file form of [`Args`]: the same settings, snake_case keys.
@@ -183,6 +205,75 @@ struct FileConfig {
     transports: Option<Transports>,
     /// Hub name → transport list, e.g. `[hub_transports] chat = "websockets"`.
     hub_transports: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "de_bus")]
+    bus: Option<BusKind>,
+    cluster_name: Option<String>,
+    #[serde(default, deserialize_with = "de_duration")]
+    bus_timeout: Option<Duration>,
+}
+
+/// Which bus connects this node to its replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BusKind {
+    /// A standalone node: sends reach only its own clients.
+    #[default]
+    Local,
+    /// Replicas sharing this Redis (a `redis://` URL) act as one service.
+    Redis(String),
+}
+
+impl BusKind {
+    /// Parses `local` or `redis://[user:password@]host[:port][/db]`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("local") {
+            return Ok(Self::Local);
+        }
+        if s.starts_with("rediss://") {
+            return Err(format!(
+                "'{}': TLS to Redis (rediss://) is not supported by this build; use redis:// on a private network",
+                redacted(s)
+            ));
+        }
+        if !s.starts_with("redis://") {
+            return Err(format!(
+                "unknown bus '{}': use `local` or a redis://host:port[/db] URL",
+                redacted(s)
+            ));
+        }
+        redis::Client::open(s)
+            .map_err(|e| format!("bus URL '{}' is not valid: {e}", redacted(s)))?;
+        Ok(Self::Redis(s.to_owned()))
+    }
+
+    /// The bus for logs and error texts, without any password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local => "local".into(),
+            Self::Redis(url) => redacted(url),
+        }
+    }
+}
+
+/// `url` with the password (if any) replaced by `***`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn de_bus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<BusKind>, D::Error> {
+    let s = String::deserialize(d)?;
+    BusKind::parse(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A set of client transports.
@@ -341,6 +432,12 @@ pub struct Config {
     pub transports: Transports,
     /// Per-hub overrides, lower-case hub names.
     pub hub_transports: Vec<(String, Transports)>,
+    /// The bus between replicas.
+    pub bus: BusKind,
+    /// Cluster name: Redis key and channel prefix, reported with a Redis bus.
+    pub cluster_name: String,
+    /// Wait for another node's answer to a directed request.
+    pub bus_timeout: Duration,
 }
 
 /// A configuration problem, phrased as what to change.
@@ -488,6 +585,15 @@ impl Config {
                 .or(file.transports)
                 .unwrap_or(Transports::ALL),
             hub_transports,
+            bus: args.bus.or(file.bus).unwrap_or_default(),
+            cluster_name: args
+                .cluster_name
+                .or(file.cluster_name)
+                .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.to_owned()),
+            bus_timeout: args
+                .bus_timeout
+                .or(file.bus_timeout)
+                .unwrap_or(DEFAULT_BUS_TIMEOUT),
         };
         config.validate()?;
         Ok(config)
@@ -523,6 +629,9 @@ impl Config {
             stateful_reconnect_buffer: DEFAULT_STATEFUL_RECONNECT_BUFFER,
             transports: Transports::ALL,
             hub_transports: Vec::new(),
+            bus: BusKind::Local,
+            cluster_name: DEFAULT_CLUSTER_NAME.to_owned(),
+            bus_timeout: DEFAULT_BUS_TIMEOUT,
         }
     }
 
@@ -595,6 +704,20 @@ impl Config {
                 "--stateful-reconnect-buffer must be non-zero (or turn stateful reconnect off with --stateful-reconnect false)"
                     .into(),
             );
+        }
+        let name = &self.cluster_name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return bad(format!(
+                "--cluster-name '{name}' must be 1 to 64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if self.bus_timeout.is_zero() {
+            return bad("--bus-timeout must be non-zero".into());
         }
         Ok(())
     }
@@ -823,5 +946,57 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("authorization"), "{err}");
+    }
+
+    #[test]
+    fn bus_defaults_to_local_and_accepts_redis_urls() {
+        let key = "0123456789abcdef0123";
+        let c = Config::load(args(&["--access-key", key])).unwrap();
+        assert_eq!(
+            (c.bus, c.cluster_name.as_str(), c.bus_timeout),
+            (BusKind::Local, "switchboard", DEFAULT_BUS_TIMEOUT)
+        );
+        let c = Config::load(args(&[
+            "--access-key",
+            key,
+            "--bus",
+            "redis://127.0.0.1:6379/2",
+            "--cluster-name",
+            "eu-1",
+        ]))
+        .unwrap();
+        assert_eq!(c.bus, BusKind::Redis("redis://127.0.0.1:6379/2".into()));
+        assert_eq!(c.cluster_name, "eu-1");
+        for (bus, says) in [
+            ("nats://x", "use `local` or a redis://"),
+            ("rediss://x:6380", "TLS"),
+        ] {
+            let err = BusKind::parse(bus).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        let err = Config::load(args(&["--access-key", key, "--cluster-name", "a b"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--cluster-name"), "{err}");
+        let file = std::env::temp_dir().join(format!("sb-bus-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "access_keys = [\"0123456789abcdef0123\"]\nbus = \"redis://r:6379\"\ncluster_name = \"blue\"\nbus_timeout = \"2s\"\n",
+        )
+        .unwrap();
+        let c = Config::load(args(&["--config", file.to_str().unwrap()])).unwrap();
+        std::fs::remove_file(&file).ok();
+        assert_eq!(
+            (c.bus, c.cluster_name.as_str(), c.bus_timeout),
+            (
+                BusKind::Redis("redis://r:6379".into()),
+                "blue",
+                Duration::from_secs(2)
+            )
+        );
+        assert_eq!(
+            BusKind::Redis("redis://app:secret@h:1".into()).describe(),
+            "redis://app:***@h:1"
+        );
     }
 }

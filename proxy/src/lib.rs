@@ -20,6 +20,7 @@ pub mod ids;
 pub mod metrics;
 pub mod protocol;
 pub mod router;
+pub mod tls;
 pub mod transport;
 pub mod upstream;
 
@@ -33,8 +34,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::AccessKeys;
+use crate::bus::redis::RedisBus;
 use crate::bus::{Bus, LocalBus};
-use crate::config::Config;
+use crate::config::{BusKind, Config};
 use crate::connection::close::{Close, CloseReason};
 use crate::metrics::Metrics;
 use crate::router::Router;
@@ -47,7 +49,7 @@ pub struct Shared {
     pub keys: AccessKeys,
     pub router: Arc<Router>,
     pub links: Links,
-    pub bus: Box<dyn Bus>,
+    pub bus: Arc<dyn Bus>,
     pub negotiated: Negotiated,
     pub metrics: Arc<Metrics>,
     /// Random id of this node, reported to app servers.
@@ -56,20 +58,41 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Arc<Self> {
-        let router = Arc::new(Router::new());
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
         let metrics = Arc::new(Metrics::default());
-        Arc::new(Self {
+        let node_id = ids::NodeId::random();
+        let (router, bus): (Arc<Router>, Arc<dyn Bus>) = match &config.bus {
+            BusKind::Local => {
+                let router = Arc::new(Router::new());
+                let bus = Arc::new(LocalBus::new(router.clone(), metrics.clone()));
+                (router, bus)
+            }
+            BusKind::Redis(url) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let router = Arc::new(Router::with_interest(tx));
+                let bus = RedisBus::new(
+                    &config,
+                    url,
+                    node_id.clone(),
+                    router.clone(),
+                    rx,
+                    metrics.clone(),
+                )
+                .map_err(|e| StartError::Bus(e.to_string()))?;
+                (router, Arc::new(bus))
+            }
+        };
+        Ok(Arc::new(Self {
             keys: AccessKeys::new(&config.access_keys),
-            bus: Box::new(LocalBus::new(router.clone(), metrics.clone())),
+            bus,
             metrics,
             router,
             links: Links::default(),
             negotiated: Negotiated::default(),
-            node_id: ids::NodeId::random(),
+            node_id,
             draining: AtomicBool::new(false),
             config,
-        })
+        }))
     }
 
     /// True once shutdown began: readiness is false and negotiates are refused.
@@ -97,6 +120,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot set up the cluster bus: {0}")]
+    Bus(String),
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -118,9 +143,11 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
     }
     tracing::info!(%client_addr, %upstream_addr, %admin_addr, public_url = %config.public_url, "switchboard listening");
 
-    let shared = Shared::new(config);
+    let shared = Shared::new(config)?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    tasks.spawn(shared.bus.clone().run(stopped.clone()));
+    tasks.spawn(expire_user_groups(shared.clone(), stopped.clone()));
     tasks.spawn(transport::serve(client, shared.clone(), stopped.clone()));
     tasks.spawn(upstream::serve(upstream, shared.clone(), stopped.clone()));
     tasks.spawn(admin::serve(admin, shared.clone(), stopped.clone()));
@@ -133,6 +160,22 @@ pub async fn start(mut config: Config) -> Result<Running, StartError> {
         stop,
         tasks,
     })
+}
+
+/// Ends user-group memberships whose TTL ran out, once a second.
+async fn expire_user_groups(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let ended = shared.router.expire_user_groups(std::time::Instant::now());
+        if ended > 0 {
+            tracing::debug!(ended, "user group memberships expired");
+        }
+    }
 }
 
 impl Running {

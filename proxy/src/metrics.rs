@@ -57,6 +57,16 @@ pub struct Metrics {
     pub app_server_links: Family<HubLabels, Gauge>,
     /// Time from a client invocation to the app server's result.
     pub invocation_seconds: Histogram,
+    /// 1 while connected to the cluster bus (always 0 with the local bus).
+    pub bus_connected: Gauge,
+    /// Messages published to other nodes.
+    pub bus_published: Counter,
+    /// Messages received from other nodes.
+    pub bus_received: Counter,
+    /// Messages for other nodes that could not be published (lost).
+    pub bus_publish_failures: Counter,
+    /// Reconnections to the cluster bus after losing it.
+    pub bus_reconnects: Counter,
 }
 
 impl Default for Metrics {
@@ -76,6 +86,11 @@ impl Default for Metrics {
             app_server_links: Family::default(),
             // 100 µs .. ~26 s
             invocation_seconds: Histogram::new(exponential_buckets(0.000_1, 4.0, 10)),
+            bus_connected: Gauge::default(),
+            bus_published: Counter::default(),
+            bus_received: Counter::default(),
+            bus_publish_failures: Counter::default(),
+            bus_reconnects: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -132,6 +147,31 @@ impl Default for Metrics {
             "invocation_duration_seconds",
             "Time from a client invocation to the app server's result",
             m.invocation_seconds.clone(),
+        );
+        registry.register(
+            "bus_connected",
+            "1 while connected to the cluster bus (Redis), else 0",
+            m.bus_connected.clone(),
+        );
+        registry.register(
+            "bus_published",
+            "Messages published to the other nodes of the cluster",
+            m.bus_published.clone(),
+        );
+        registry.register(
+            "bus_received",
+            "Messages received from the other nodes of the cluster",
+            m.bus_received.clone(),
+        );
+        registry.register(
+            "bus_publish_failures",
+            "Messages for other nodes that were lost because the bus was unreachable or its queue full",
+            m.bus_publish_failures.clone(),
+        );
+        registry.register(
+            "bus_reconnects",
+            "Reconnections to the cluster bus after losing it",
+            m.bus_reconnects.clone(),
         );
         Metrics { registry, ..m }
     }

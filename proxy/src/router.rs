@@ -3,13 +3,20 @@
 //! The router knows connections only by their [`Handle`]: it never touches a
 //! socket. A send is encoded once per wire protocol before the router is
 //! called; the router clones the shared frame into each target's outbox.
+//!
+//! It also keeps user groups (a user's current and future connections join a
+//! group, maybe until a deadline), and reports [`Interest`] changes — a hub,
+//! group or user gaining its first or losing its last local connection — so
+//! a clustered bus can subscribe only to what this node holds.
 
 pub mod frames;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hashbrown::{HashMap, HashSet};
 use parking_lot::RwLock;
+use tokio::sync::mpsc;
 
 use crate::connection::handle::{Handle, Protocol};
 use crate::connection::outbox::Frame;
@@ -83,16 +90,36 @@ struct Hub {
     users: HashMap<Arc<str>, HashSet<ConnectionId>>,
 }
 
+/// A group a user joined with all their connections.
+struct UserGroup {
+    group: Arc<str>,
+    /// `None`: until removed.
+    expires: Option<Instant>,
+}
+
 #[derive(Default)]
 struct Tables {
     hubs: HashMap<Arc<str>, Hub>,
     by_id: HashMap<ConnectionId, Arc<Handle>>,
+    /// Hub → user → groups; kept while the user has no connection too.
+    user_groups: HashMap<Arc<str>, HashMap<Arc<str>, Vec<UserGroup>>>,
+}
+
+/// Something this node may need to hear about from other nodes: a hub, a
+/// group or a user of a hub. Reported when its first local connection
+/// arrives or its last one leaves; the receiver checks [`Router::holds`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Interest {
+    Hub(Arc<str>),
+    Group(Arc<str>, Arc<str>),
+    User(Arc<str>, Arc<str>),
 }
 
 /// See the module docs.
 #[derive(Default)]
 pub struct Router {
     tables: RwLock<Tables>,
+    interest: Option<mpsc::UnboundedSender<Interest>>,
 }
 
 impl Router {
@@ -100,16 +127,32 @@ impl Router {
         Self::default()
     }
 
-    /// Registers a connection that finished its handshake.
+    /// A router that reports [`Interest`] changes on `tx`, for a clustered
+    /// bus. It keeps a user's groups only while it holds a connection of the
+    /// user (the bus loads them when the first one arrives).
+    pub fn with_interest(tx: mpsc::UnboundedSender<Interest>) -> Self {
+        Self {
+            tables: RwLock::default(),
+            interest: Some(tx),
+        }
+    }
+
+    fn changed(&self, interest: impl FnOnce() -> Interest) {
+        if let Some(tx) = &self.interest {
+            let _ = tx.send(interest());
+        }
+    }
+
+    /// Registers a connection that finished its handshake; it joins the
+    /// unexpired groups of its user.
     pub fn add(&self, handle: Arc<Handle>) {
         let mut t = self.tables.write();
-        let hub = t.hubs.entry(handle.hub.clone()).or_default();
-        if let Some(user) = &handle.user {
-            hub.users
-                .entry(user.clone())
-                .or_default()
-                .insert(handle.id.clone());
+        let t = &mut *t;
+        let hub_name = handle.hub.clone();
+        if !t.hubs.contains_key(&hub_name) {
+            self.changed(|| Interest::Hub(hub_name.clone()));
         }
+        let hub = t.hubs.entry(hub_name.clone()).or_default();
         hub.members.insert(
             handle.id.clone(),
             Member {
@@ -117,6 +160,20 @@ impl Router {
                 groups: Vec::new(),
             },
         );
+        if let Some(user) = &handle.user {
+            let ids = hub.users.entry(user.clone()).or_default();
+            if ids.is_empty() {
+                self.changed(|| Interest::User(hub_name.clone(), user.clone()));
+            }
+            ids.insert(handle.id.clone());
+            let now = Instant::now();
+            let groups = t.user_groups.get(&hub_name).and_then(|u| u.get(user));
+            for ug in groups.into_iter().flatten() {
+                if ug.expires.is_none_or(|e| e > now) {
+                    self.join(&hub_name, hub, &ug.group, handle.id.as_str());
+                }
+            }
+        }
         t.by_id.insert(handle.id.clone(), handle);
     }
 
@@ -131,14 +188,144 @@ impl Router {
             return;
         };
         for g in &member.groups {
-            remove_from(&mut hub.groups, g, &handle.id);
+            if remove_from(&mut hub.groups, g, &handle.id) {
+                self.changed(|| Interest::Group(handle.hub.clone(), g.clone()));
+            }
         }
-        if let Some(user) = &handle.user {
-            remove_from(&mut hub.users, user, &handle.id);
+        let mut gone_user = None;
+        if let Some(user) = &handle.user
+            && remove_from(&mut hub.users, user, &handle.id)
+        {
+            self.changed(|| Interest::User(handle.hub.clone(), user.clone()));
+            gone_user = Some(user);
         }
         if hub.members.is_empty() {
             t.hubs.remove(&handle.hub);
+            self.changed(|| Interest::Hub(handle.hub.clone()));
         }
+        // A clustered node stops hearing the user's group changes now; its
+        // bus reloads them when the user connects here again.
+        if let (Some(user), Some(_)) = (gone_user, &self.interest)
+            && let Some(users) = t.user_groups.get_mut(&handle.hub)
+        {
+            users.remove(user);
+            if users.is_empty() {
+                t.user_groups.remove(&handle.hub);
+            }
+        }
+    }
+
+    /// Whether this node holds a connection of the hub, group or user.
+    pub fn holds(&self, interest: &Interest) -> bool {
+        let t = self.tables.read();
+        match interest {
+            Interest::Hub(h) => t.hubs.contains_key(h),
+            Interest::Group(h, g) => t.hubs.get(h).is_some_and(|h| h.groups.contains_key(g)),
+            Interest::User(h, u) => t.hubs.get(h).is_some_and(|h| h.users.contains_key(u)),
+        }
+    }
+
+    /// Every hub, group and user this node holds a connection of.
+    pub fn interests(&self) -> Vec<Interest> {
+        let t = self.tables.read();
+        let mut all = Vec::new();
+        for (name, hub) in &t.hubs {
+            all.push(Interest::Hub(name.clone()));
+            all.extend(
+                hub.groups
+                    .keys()
+                    .map(|g| Interest::Group(name.clone(), g.clone())),
+            );
+            all.extend(
+                hub.users
+                    .keys()
+                    .map(|u| Interest::User(name.clone(), u.clone())),
+            );
+        }
+        all
+    }
+
+    /// Adds `id` to `group` within `hub`; reports a group new to this node.
+    fn join(&self, hub_name: &Arc<str>, hub: &mut Hub, group: &str, id: &str) -> bool {
+        let Some((key, member)) = hub.members.get_key_value_mut(id) else {
+            return false;
+        };
+        if member.groups.iter().any(|g| &**g == group) {
+            return true;
+        }
+        let name: Arc<str> = match hub.groups.get_key_value(group) {
+            Some((name, _)) => name.clone(), // share one allocation per group name
+            None => {
+                let name: Arc<str> = group.into();
+                self.changed(|| Interest::Group(hub_name.clone(), name.clone()));
+                name
+            }
+        };
+        member.groups.push(name.clone());
+        hub.groups.entry(name).or_default().insert(key.clone());
+        true
+    }
+
+    /// Records that `user`'s current and future connections in `hub` are in
+    /// `group` (until `expires`, if given), or no longer are, and applies it
+    /// to the user's current connections; returns how many changed.
+    pub fn user_group(
+        &self,
+        hub: &str,
+        user: &str,
+        group: &str,
+        add: bool,
+        expires: Option<Instant>,
+    ) -> usize {
+        {
+            let mut t = self.tables.write();
+            let users = t.user_groups.entry_ref(hub).or_default();
+            if add {
+                let groups = users.entry_ref(user).or_default();
+                match groups.iter_mut().find(|g| &*g.group == group) {
+                    Some(g) => g.expires = expires,
+                    None => groups.push(UserGroup {
+                        group: group.into(),
+                        expires,
+                    }),
+                }
+            } else if let Some(groups) = users.get_mut(user) {
+                groups.retain(|g| &*g.group != group);
+                if groups.is_empty() {
+                    users.remove(user);
+                }
+            }
+            if users.is_empty() {
+                t.user_groups.remove(hub);
+            }
+        }
+        self.group_change_user(hub, group, user, add)
+    }
+
+    /// Ends user-group memberships past their deadline: the user's
+    /// connections leave the group. Returns how many memberships ended.
+    pub fn expire_user_groups(&self, now: Instant) -> usize {
+        let mut expired: Vec<(Arc<str>, Arc<str>, Arc<str>)> = Vec::new();
+        {
+            let mut t = self.tables.write();
+            for (hub, users) in t.user_groups.iter_mut() {
+                for (user, groups) in users.iter_mut() {
+                    groups.retain(|g| {
+                        let keep = g.expires.is_none_or(|e| e > now);
+                        if !keep {
+                            expired.push((hub.clone(), user.clone(), g.group.clone()));
+                        }
+                        keep
+                    });
+                }
+                users.retain(|_, groups| !groups.is_empty());
+            }
+            t.user_groups.retain(|_, users| !users.is_empty());
+        }
+        for (hub, user, group) in &expired {
+            self.group_change_user(hub, group, user, false);
+        }
+        expired.len()
     }
 
     /// A connection by id, in any hub.
@@ -167,34 +354,33 @@ impl Router {
     /// Adds a connection to a group. Idempotent.
     pub fn group_add(&self, hub: &str, group: &str, id: &str) -> Result<(), NotFound> {
         let mut t = self.tables.write();
-        let hub = t.hubs.get_mut(hub).ok_or_else(|| NotFound(id.to_owned()))?;
-        let (key, member) = hub
-            .members
-            .get_key_value_mut(id)
+        let (name, hub) = t
+            .hubs
+            .get_key_value_mut(hub)
             .ok_or_else(|| NotFound(id.to_owned()))?;
-        if member.groups.iter().any(|g| &**g == group) {
-            return Ok(());
+        if self.join(name, hub, group, id) {
+            Ok(())
+        } else {
+            Err(NotFound(id.to_owned()))
         }
-        let name: Arc<str> = match hub.groups.get_key_value(group) {
-            Some((name, _)) => name.clone(), // share one allocation per group name
-            None => group.into(),
-        };
-        member.groups.push(name.clone());
-        hub.groups.entry(name).or_default().insert(key.clone());
-        Ok(())
     }
 
     /// Removes a connection from a group. Idempotent.
     pub fn group_remove(&self, hub: &str, group: &str, id: &str) -> Result<(), NotFound> {
         let mut t = self.tables.write();
-        let hub = t.hubs.get_mut(hub).ok_or_else(|| NotFound(id.to_owned()))?;
+        let (name, hub) = t
+            .hubs
+            .get_key_value_mut(hub)
+            .ok_or_else(|| NotFound(id.to_owned()))?;
         let member = hub
             .members
             .get_mut(id)
             .ok_or_else(|| NotFound(id.to_owned()))?;
         member.groups.retain(|g| &**g != group);
         let id = ConnectionId::from(id);
-        remove_from(&mut hub.groups, group, &id);
+        if remove_from(&mut hub.groups, group, &id) {
+            self.changed(|| Interest::Group(name.clone(), group.into()));
+        }
         Ok(())
     }
 
@@ -313,13 +499,20 @@ fn each_in<'h, S: AsRef<str>>(
     }
 }
 
-fn remove_from(sets: &mut HashMap<Arc<str>, HashSet<ConnectionId>>, name: &str, id: &ConnectionId) {
+/// Removes `id` from the set `name`; true when that emptied (and dropped) it.
+fn remove_from(
+    sets: &mut HashMap<Arc<str>, HashSet<ConnectionId>>,
+    name: &str,
+    id: &ConnectionId,
+) -> bool {
     if let Some(set) = sets.get_mut(name) {
         set.remove(id);
         if set.is_empty() {
             sets.remove(name);
+            return true;
         }
     }
+    false
 }
 
 /// Excluded ids: a linear scan for the usual handful, a set for long lists.
@@ -484,5 +677,88 @@ mod tests {
         assert_eq!((d.delivered, d.overflowed), (1, 1));
         assert!(small.outbox.is_closing());
         assert_eq!(received(&big), 2);
+    }
+
+    #[test]
+    fn user_groups_cover_future_connections_until_they_expire() {
+        let r = Router::new();
+        let now = Instant::now();
+        let a = conn(&r, "chat", Some("u1"));
+        assert_eq!(r.user_group("chat", "u1", "g", true, None), 1);
+        r.user_group(
+            "chat",
+            "u1",
+            "short",
+            true,
+            Some(now + std::time::Duration::from_secs(5)),
+        );
+        r.remove(&a);
+        // No connection of the user now; the next one still joins both.
+        let b = conn(&r, "chat", Some("u1"));
+        let other = conn(&r, "chat", Some("u2"));
+        assert_eq!(send(&r, "chat", Audience::Group("g"), &[]).delivered, 1);
+        assert_eq!(send(&r, "chat", Audience::Group("short"), &[]).delivered, 1);
+        assert_eq!((received(&b), received(&other)), (2, 0));
+
+        assert_eq!(
+            r.expire_user_groups(now + std::time::Duration::from_secs(1)),
+            0
+        );
+        assert_eq!(
+            r.expire_user_groups(now + std::time::Duration::from_secs(6)),
+            1
+        );
+        assert_eq!(send(&r, "chat", Audience::Group("short"), &[]).delivered, 0);
+        assert!(!r.has_group("chat", "short"));
+
+        assert_eq!(r.user_group("chat", "u1", "g", false, None), 1);
+        let c = conn(&r, "chat", Some("u1"));
+        assert_eq!(send(&r, "chat", Audience::Group("g"), &[]).delivered, 0);
+        drop(c);
+    }
+
+    #[test]
+    fn interest_is_reported_when_the_first_arrives_and_the_last_leaves() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let r = Router::with_interest(tx);
+        let mut seen = || {
+            let mut v = Vec::new();
+            while let Ok(i) = rx.try_recv() {
+                v.push(i);
+            }
+            v
+        };
+        let hub = || Interest::Hub("chat".into());
+        let user = || Interest::User("chat".into(), "u1".into());
+        let group = || Interest::Group("chat".into(), "g".into());
+        let a = conn(&r, "chat", Some("u1"));
+        assert_eq!(seen(), vec![hub(), user()]);
+        let b = conn(&r, "chat", Some("u1"));
+        assert_eq!(seen(), vec![]);
+        r.group_add("chat", "g", a.id.as_str()).unwrap();
+        r.group_add("chat", "g", b.id.as_str()).unwrap();
+        assert_eq!(seen(), vec![group()]);
+        assert!(r.holds(&group()) && r.holds(&user()) && r.holds(&hub()));
+        r.group_remove("chat", "g", a.id.as_str()).unwrap();
+        r.remove(&a);
+        assert_eq!(seen(), vec![]);
+        r.user_group("chat", "u1", "x", true, None);
+        assert_eq!(seen(), vec![Interest::Group("chat".into(), "x".into())]);
+        r.remove(&b);
+        assert_eq!(
+            seen(),
+            vec![
+                group(),
+                Interest::Group("chat".into(), "x".into()),
+                user(),
+                hub()
+            ]
+        );
+        assert!(!r.holds(&group()) && !r.holds(&user()) && !r.holds(&hub()));
+        assert!(r.interests().is_empty());
+        // A clustered router forgot the user's groups with its last connection.
+        let c = conn(&r, "chat", Some("u1"));
+        assert!(!r.has_group("chat", "x"));
+        r.remove(&c);
     }
 }

@@ -199,12 +199,14 @@ impl pb::upstream_server::Upstream for Service {
             node_id: shared.node_id.to_string(),
             hubs: link.hubs.iter().map(|h| h.to_string()).collect(),
             max_message_bytes: u32::try_from(shared.config.max_message_size).unwrap_or(u32::MAX),
-            // Standalone until a cluster bus exists.
-            cluster: String::new(),
+            cluster: shared.bus.cluster().to_owned(),
         });
         link.send(welcome)
             .await
             .map_err(|_| Status::internal("link closed during Hello"))?;
+        if !shared.bus.cluster().is_empty() {
+            tokio::spawn(report_node_status(shared.clone(), link.clone()));
+        }
         shared.links.add(link.clone());
         count_links(shared, &link, 1);
         tracing::info!(link = link.id, server = %link.server_id, hubs = ?link.hubs, "app server linked");
@@ -212,6 +214,28 @@ impl pb::upstream_server::Upstream for Service {
         let rest: Vec<_> = messages.collect();
         tokio::spawn(read_link(shared.clone(), link.clone(), rest, inbound));
         Ok(Response::new(outbound(link, rx)))
+    }
+}
+
+/// Tells the app server whenever this node's standing in its cluster
+/// changes, starting with `ready: false` right after `Welcome` when the node
+/// is cut off from the bus at that moment. Ends with the link.
+async fn report_node_status(shared: Arc<Shared>, link: Arc<Link>) {
+    let mut readiness = shared.bus.readiness();
+    let mut told = true; // Welcome implies ready
+    loop {
+        let ready = readiness.borrow_and_update().ready;
+        if ready != told {
+            let status = Kind::NodeStatus(pb::NodeStatus { ready });
+            if link.send(status).await.is_err() {
+                return;
+            }
+            told = ready;
+        }
+        tokio::select! {
+            changed = readiness.changed() => if changed.is_err() { return },
+            _ = link.tx.closed() => return,
+        }
     }
 }
 

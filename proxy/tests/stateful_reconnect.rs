@@ -100,6 +100,7 @@ async fn send_all(app: &AppServer, n: i64) {
         target: "m".into(),
         arguments: Some(pb::Payload::json(format!("[{n}]"))),
         ack_id: 0,
+        local_only: false,
     }))
     .await;
 }

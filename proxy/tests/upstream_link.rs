@@ -161,6 +161,7 @@ async fn invocation_round_trip_and_fan_out() {
         target: "Room".into(),
         arguments: Some(pb::Payload::json("[1]")),
         ack_id: 0,
+        local_only: false,
     }))
     .await;
     app.send_all("chat", "All", "[\"x\"]").await;

@@ -181,6 +181,7 @@ impl ClientProxy {
             target: target.to_owned(),
             arguments: Some(Payload::json(arguments)),
             ack_id: 0,
+            local_only: false,
         };
         self.hub.links().send(send).await
     }

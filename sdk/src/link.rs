@@ -39,6 +39,17 @@ pub(crate) struct Settings {
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub tls: TlsSettings,
+}
+
+/// How `https://` server endpoints are verified, and the app server's own
+/// certificate for proxies that require one (mutual TLS).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsSettings {
+    /// PEM CA bundle trusted instead of the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// PEM certificate chain and key presented to the proxy.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What a link dials.

@@ -160,6 +160,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Trusts the CA certificates in `pem` (instead of the system's roots)
+    /// when verifying `https://` server endpoints, e.g. a private CA that
+    /// signed the proxies' upstream certificates.
+    pub fn tls_ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.settings.tls.ca = Some(pem.into());
+        self
+    }
+
+    /// Presents this certificate chain and key (PEM) to proxies whose
+    /// upstream port requires client certificates (mutual TLS).
+    pub fn tls_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.settings.tls.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Starts linking to the proxies in the background and returns the
     /// handle. Use [`Server::wait_ready`] to wait for the first link.
     ///
@@ -242,6 +261,7 @@ impl Server {
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
                 shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+                tls: Default::default(),
             },
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             discovery_interval: None,

@@ -134,12 +134,22 @@ fn audience(send: &switchboard_proto::Send) -> audience::Target {
 
 /// Counts the sends a link receives until it is quiet.
 async fn count_sends(link: &mut Link) -> usize {
-    let mut count = 0;
+    let (cluster_wide, local_only) = count_sends_by_kind(link).await;
+    assert_eq!(local_only, 0, "unexpected local-only copies");
+    cluster_wide
+}
+
+/// Sends received: (ordinary, local-only copies).
+async fn count_sends_by_kind(link: &mut Link) -> (usize, usize) {
+    let mut counts = (0, 0);
     while let Some(message) = link.try_next(QUIET).await {
-        assert!(matches!(message, Out::Send(_)), "{message:?}");
-        count += 1;
+        match message {
+            Out::Send(send) if send.local_only => counts.1 += 1,
+            Out::Send(_) => counts.0 += 1,
+            other => panic!("expected a Send, got {other:?}"),
+        }
     }
-    count
+    counts
 }
 
 async fn query(link: &mut Link) -> u64 {
@@ -334,7 +344,8 @@ async fn one_cluster_gets_one_copy_and_fails_over_between_its_links() {
     assert_eq!(on_a + on_b, 16, "one copy per send");
     assert!(on_a > 0 && on_b > 0, "load not spread: {on_a} / {on_b}");
 
-    // B cannot reach its cluster: cluster-wide messages avoid it.
+    // B cannot reach its cluster: cluster-wide messages go through A, and
+    // B gets a copy for its own clients only.
     b.send(proxy_message::Kind::NodeStatus(NodeStatus { ready: false }))
         .await;
     wait_until("B reported not ready", || {
@@ -348,7 +359,25 @@ async fn one_cluster_gets_one_copy_and_fails_over_between_its_links() {
         hub.clients().group("room").send("News", ()).await.unwrap();
     }
     assert_eq!(count_sends(&mut a).await, 3);
-    assert_eq!(count_sends(&mut b).await, 0);
+    assert_eq!(count_sends_by_kind(&mut b).await, (0, 3));
+    // Neither node reaches the cluster: each gets a local-only copy.
+    a.send(proxy_message::Kind::NodeStatus(NodeStatus { ready: false }))
+        .await;
+    wait_until("A reported not ready", || {
+        server.links().iter().all(|l| l.up && !l.ready)
+    })
+    .await;
+    hub.clients().all().send("News", ()).await.unwrap();
+    assert_eq!(count_sends_by_kind(&mut a).await, (0, 1));
+    assert_eq!(count_sends_by_kind(&mut b).await, (0, 1));
+    a.send(proxy_message::Kind::NodeStatus(NodeStatus { ready: true }))
+        .await;
+    b.send(proxy_message::Kind::NodeStatus(NodeStatus { ready: true }))
+        .await;
+    wait_until("both reported ready", || {
+        server.links().iter().all(|l| l.ready)
+    })
+    .await;
     // A node no link leads to, inside the cluster: its bus forwards.
     hub.clients().client("nodeCCq").send("M", ()).await.unwrap();
     assert_eq!(count_sends(&mut a).await, 1);

@@ -1,8 +1,10 @@
 // Three proxy replicas sharing a Redis bus behave as one service, seen by
 // the official SignalR client under Node: every kind of send reaches exactly
 // its targets, once, wherever they are connected; a killed replica's clients
-// reconnect elsewhere while the others see no gap; a Redis restart loses at
-// most what was published during the gap, and delivery resumes.
+// reconnect elsewhere while the others see no gap; through a Redis outage
+// clients keep receiving (the app server gives each replica cut off from the
+// bus a copy for its own clients), and only messages sent while replicas
+// notice the outage or the recovery may be lost.
 //
 // Clients use WebSockets with skipNegotiation and a token minted by the
 // testhub app server for the replicas' shared public URL (the balancer), so
@@ -212,50 +214,50 @@ describe("Redis restarts", () => {
   let restarted;
   after(() => restarted?.kill("SIGKILL"));
 
-  test("local delivery continues, cross-replica delivery resumes, the gap is counted", { timeout: 60_000 }, async () => {
+  test("clients keep receiving through the outage, delivery across replicas resumes, the gap is counted", { timeout: 60_000 }, async () => {
     const local = await connect(PROXIES[0], "local");
     const remote = await connect(PROXIES[2], "remote");
     const publisher = await connect(PROXIES[0], "publisher");
 
-    let seq = 0;
+    // Sequence numbers and when each was published.
+    const sentAt = [null];
     const publish = async (n) => {
       for (let i = 0; i < n; i++) {
-        await publisher.connection.invoke("SendToAll", `r-${++seq}`);
+        sentAt.push(Date.now());
+        await publisher.connection.invoke("SendToAll", `r-${sentAt.length - 1}`);
         await sleep(20);
       }
     };
+    const last = () => sentAt.length - 1;
     await publish(10);
-    await until("remote delivery before the restart", () => count(remote, `r-${seq}`) === 1);
+    await until("delivery before the outage", () => count(remote, `r-${last()}`) === 1);
 
+    const killedAt = Date.now();
     process.kill(REDIS_PID, "SIGKILL");
-    const gapStart = seq + 1;
-    await publish(25);
-    const gapEnd = seq;
+    await publish(80);
+    const restartedAt = Date.now();
     restarted = spawn(
       "redis-server",
       ["--bind", "127.0.0.1", "--port", REDIS_PORT, "--save", "", "--appendonly", "no"],
       { stdio: "ignore" },
     );
-    // Delivery across replicas resumes once the replicas are back on the bus.
-    const deadline = Date.now() + 20_000;
-    let resumed = false;
-    while (!resumed && Date.now() < deadline) {
-      await publish(1);
-      await sleep(200);
-      resumed = count(remote, `r-${seq}`) === 1;
-    }
-    assert.ok(resumed, "cross-replica delivery resumed within 20 s of Redis coming back");
-    await publish(10);
-    await until("the last message reached both", () => count(local, `r-${seq}`) === 1 && count(remote, `r-${seq}`) === 1);
+    // Replicas reconnect within about a second (their backoff starts at
+    // 100 ms); then publish some more.
+    await sleep(1_500);
+    await publish(20);
+    await until("the last message reached both", () => count(local, `r-${last()}`) === 1 && count(remote, `r-${last()}`) === 1);
 
     const numbers = (c) => c.received.filter((m) => m.startsWith("r-")).map((m) => Number(m.slice(2)));
-    const localGot = numbers(local);
-    assert.deepEqual(localGot, Array.from({ length: seq }, (_, k) => k + 1), "the publisher's own replica delivered everything, in order, once");
-    const remoteGot = numbers(remote);
-    assert.equal(new Set(remoteGot).size, remoteGot.length, "no duplicates across the gap");
-    const lost = Array.from({ length: seq }, (_, k) => k + 1).filter((n) => !remoteGot.includes(n));
-    console.log(`Redis gap: ${lost.length} of ${seq} messages lost for the remote replica (published during the gap: ${gapStart}..${gapEnd})`);
-    assert.ok(lost.every((n) => n >= gapStart), `only messages published after Redis died are lost: ${lost}`);
-    assert.ok(lost.length > 0, "messages published while Redis was down cannot cross replicas");
+    for (const [name, client] of [["local", local], ["remote", remote]]) {
+      const got = numbers(client);
+      assert.equal(new Set(got).size, got.length, `${name}: no duplicates`);
+      assert.deepEqual(got, [...got].sort((a, b) => a - b), `${name}: in order`);
+      const lost = sentAt.map((_, n) => n).filter((n) => n > 0 && !got.includes(n));
+      const windows = lost.map((n) => [n, sentAt[n] - killedAt, sentAt[n] - restartedAt]);
+      console.log(`${name} client: ${lost.length} of ${last()} lost; [seq, ms after the kill, ms after the restart]: ${JSON.stringify(windows)}`);
+      // Only messages sent while the replicas were noticing the change may be lost.
+      const noticing = (n) => (sentAt[n] >= killedAt && sentAt[n] - killedAt < 1_000) || (sentAt[n] >= restartedAt && sentAt[n] - restartedAt < 1_500);
+      assert.deepEqual(lost.filter((n) => !noticing(n)), [], `${name}: messages lost outside the detection windows`);
+    }
   });
 });

@@ -50,11 +50,25 @@ impl AppServer {
         if let Some(id) = server_id {
             args.extend(["--server-id", id]);
         }
-        let name = format!("testhub {}", server_id.unwrap_or("(default id)"));
-        let mut server = Self::spawn(&name, "testhub", free_port(), connection_string, &args);
-        let health = format!("{}/health", server.url());
-        wait_until_ok(&health, &mut server.process, READY_TIMEOUT).await;
+        let mut server = Self::start_testhub(connection_string, &args);
+        server.wait_linked().await;
         server
+    }
+
+    /// Starts `testhub` with `extra_args` without waiting for its link.
+    pub fn start_testhub(connection_string: &str, extra_args: &[&str]) -> Self {
+        let id = extra_args
+            .iter()
+            .position(|a| *a == "--server-id")
+            .and_then(|i| extra_args.get(i + 1));
+        let name = format!("testhub {}", id.unwrap_or(&"(default id)"));
+        Self::spawn(&name, "testhub", free_port(), connection_string, extra_args)
+    }
+
+    /// Waits until `GET /health` is 200: the app server is linked.
+    pub async fn wait_linked(&mut self) {
+        let health = format!("{}/health", self.url());
+        wait_until_ok(&health, &mut self.process, READY_TIMEOUT).await;
     }
 
     /// Starts the `chat` example on 127.0.0.1:`port` (chosen by the caller,

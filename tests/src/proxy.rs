@@ -17,6 +17,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running proxy; killed on drop.
 pub struct Proxy {
     process: Process,
+    /// `https` when the client port serves TLS (`--tls-cert`), else `http`.
+    scheme: &'static str,
+    /// Likewise for the upstream port (`--upstream-tls-cert`).
+    upstream_scheme: &'static str,
     client_port: u16,
     upstream_port: u16,
     admin_port: u16,
@@ -39,8 +43,17 @@ impl Proxy {
     /// several proxies), which is also the audience of their tokens.
     pub async fn start_behind(public_url: Option<&str>, extra_args: &[&str]) -> Self {
         let (client_port, upstream_port, admin_port) = (free_port(), free_port(), free_port());
+        let scheme_for = |flag: &str| {
+            if extra_args.contains(&flag) {
+                "https"
+            } else {
+                "http"
+            }
+        };
+        let (scheme, upstream_scheme) =
+            (scheme_for("--tls-cert"), scheme_for("--upstream-tls-cert"));
         let public_url = public_url.map_or_else(
-            || format!("http://127.0.0.1:{client_port}"),
+            || format!("{scheme}://127.0.0.1:{client_port}"),
             ToOwned::to_owned,
         );
         let mut command = Command::new(workspace::proxy_binary());
@@ -57,15 +70,17 @@ impl Proxy {
         wait_until_ok(&readyz, &mut process, READY_TIMEOUT).await;
         Self {
             process,
+            scheme,
+            upstream_scheme,
             client_port,
             upstream_port,
             admin_port,
         }
     }
 
-    /// The public client URL, `http://127.0.0.1:PORT` (the tokens' endpoint).
+    /// The client URL, `http://127.0.0.1:PORT` (`https` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client_port)
     }
 
     /// The client URL of a hub, `{endpoint}/client/?hub={hub}`.
@@ -85,7 +100,10 @@ impl Proxy {
 
     /// `ServerEndpoint` of this proxy's upstream port.
     pub fn server_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.upstream_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.upstream_scheme, self.upstream_port
+        )
     }
 
     /// The proxy's process id, for suites that signal or kill it themselves.

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use switchboard_proto::{self as pb, ack::Status, proxy_message::Kind, server_message::Kind as In};
 
+use futures_util::FutureExt as _;
+
 use super::Link;
 use crate::Shared;
-use crate::connection::close::{Close, CloseReason};
+use crate::bus::{self, Answer, Outcome};
 use crate::router::frames;
 
 /// Handles one app-server message. Requests that carry an ack id are
@@ -15,6 +17,19 @@ use crate::router::frames;
 pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessage) {
     let Some(kind) = message.kind else { return };
     let (ack_id, result) = match kind {
+        In::Send(send) if send.local_only => {
+            // When the node reaches its cluster, the cluster's copy reaches
+            // its clients.
+            let isolated = !shared.bus.readiness().borrow().ready;
+            let started = std::time::Instant::now();
+            let result = match isolated {
+                true => bus::deliver_local(&shared.router, &send)
+                    .map(|delivery| bus::record(&shared.metrics, started, delivery))
+                    .map_err(|e| (Status::Error, e.to_string())),
+                false => Ok(()),
+            };
+            (send.ack_id, result)
+        }
         In::Send(send) => {
             let result = shared
                 .bus
@@ -26,21 +41,13 @@ pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessag
             }
             (send.ack_id, result)
         }
-        In::GroupChange(change) => (change.ack_id, group_change(shared, &change)),
+        In::GroupChange(change) => {
+            let ack_id = change.ack_id;
+            return answer(link, ack_id, shared.bus.group_change(change)).await;
+        }
         In::CloseConnection(close) => {
-            let result = match shared.router.get(&close.connection) {
-                Some(handle) => {
-                    let error = (!close.reason.is_empty()).then(|| close.reason.clone());
-                    handle.outbox.close(Close::new(
-                        CloseReason::ClosedByServer,
-                        error,
-                        close.allow_reconnect,
-                    ));
-                    Ok(())
-                }
-                None => Err(not_found(&close.connection)),
-            };
-            (close.ack_id, result)
+            let ack_id = close.ack_id;
+            return answer(link, ack_id, shared.bus.close(close)).await;
         }
         In::InvocationResult(result) => {
             invocation_result(shared, result);
@@ -54,13 +61,20 @@ pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessag
             invoke_client(shared, link, invoke).await;
             return;
         }
-        In::Query(query) => (query.ack_id, query_result(shared, &query)),
+        In::Query(query) => {
+            let ack_id = query.ack_id;
+            return answer(link, ack_id, shared.bus.query(query)).await;
+        }
         In::Hello(_) => {
             tracing::warn!(link = link.id, "ignoring a second Hello on a link");
             return;
         }
         In::Ping(_) => return,
     };
+    acknowledge(link, ack_id, result).await;
+}
+
+async fn acknowledge(link: &Link, ack_id: u64, result: Outcome) {
     if ack_id != 0 {
         let (status, message) = match result {
             Ok(()) => (Status::Ok, String::new()),
@@ -75,71 +89,19 @@ pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessag
     }
 }
 
-type Outcome = Result<(), (Status, String)>;
-
-fn not_found(connection: &str) -> (Status, String) {
-    (
-        Status::NotFound,
-        format!("connection '{connection}' is not connected"),
-    )
-}
-
-fn group_change(shared: &Shared, change: &pb::GroupChange) -> Outcome {
-    use pb::group_change::{Action, Member};
-    let hub = change.hub.to_ascii_lowercase();
-    let add = match Action::try_from(change.action) {
-        Ok(Action::Add) => true,
-        Ok(Action::Remove) => false,
-        _ => {
-            return Err((
-                Status::Error,
-                "group change needs an action (ADD or REMOVE)".into(),
-            ));
-        }
-    };
-    if change.group.is_empty() {
-        return Err((Status::Error, "group name must not be empty".into()));
-    }
-    match &change.member {
-        Some(Member::Connection(id)) => {
-            let r = if add {
-                shared.router.group_add(&hub, &change.group, id)
-            } else {
-                shared.router.group_remove(&hub, &change.group, id)
-            };
-            r.map_err(|e| (Status::NotFound, e.to_string()))
-        }
-        Some(Member::User(user)) => {
-            shared
-                .router
-                .group_change_user(&hub, &change.group, user, add);
-            Ok(())
-        }
-        None => Err((
-            Status::Error,
-            "group change needs a connection or a user".into(),
-        )),
-    }
-}
-
-fn query_result(shared: &Shared, query: &pb::Query) -> Outcome {
-    use pb::query::Subject;
-    let hub = query.hub.to_ascii_lowercase();
-    let (exists, what) = match &query.subject {
-        Some(Subject::Connection(c)) => (shared.router.has_connection(&hub, c), "connection"),
-        Some(Subject::Group(g)) => (shared.router.has_group(&hub, g), "group"),
-        Some(Subject::User(u)) => (shared.router.has_user(&hub, u), "user"),
+/// Acks a bus answer: at once when it is already known (this node's own
+/// connections), else from a task, so waiting for another node does not
+/// hold up the rest of the link.
+async fn answer(link: &Arc<Link>, ack_id: u64, mut answer: Answer) {
+    match (&mut answer).now_or_never() {
+        Some(result) => acknowledge(link, ack_id, result).await,
         None => {
-            return Err((
-                Status::Error,
-                "query needs a connection, group or user".into(),
-            ));
+            let link = link.clone();
+            tokio::spawn(async move {
+                let result = answer.await;
+                acknowledge(&link, ack_id, result).await;
+            });
         }
-    };
-    if exists {
-        Ok(())
-    } else {
-        Err((Status::NotFound, format!("no such {what} in hub '{hub}'")))
     }
 }
 

@@ -49,6 +49,8 @@ pub struct AppServer {
     tx: mpsc::Sender<ServerFrame>,
     rx: tonic::Streaming<ProxyFrame>,
     pending: std::collections::VecDeque<Down>,
+    /// The proxy's answer to Hello.
+    pub welcome: pb::Welcome,
 }
 
 impl AppServer {
@@ -88,8 +90,12 @@ impl AppServer {
             tx,
             rx,
             pending: Default::default(),
+            welcome: Default::default(),
         };
-        assert!(matches!(server.next().await, Down::Welcome(_)));
+        match server.next().await {
+            Down::Welcome(w) => server.welcome = w,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
         Ok(server)
     }
 
@@ -140,6 +146,7 @@ impl AppServer {
             target: target.into(),
             arguments: Some(pb::Payload::json(args.to_owned())),
             ack_id: 0,
+            local_only: false,
         }))
         .await;
     }

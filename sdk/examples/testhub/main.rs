@@ -55,6 +55,17 @@ struct Args {
     /// The proxy's connection string.
     #[arg(long, env = "SWITCHBOARD_CONNECTION_STRING", hide_env_values = true)]
     connection_string: String,
+    /// PEM CA bundle that signed the proxies' upstream certificates
+    /// (`https://` server endpoints); default: the system's roots.
+    #[arg(long)]
+    server_ca: Option<std::path::PathBuf>,
+    /// PEM certificate presented to proxies that require client
+    /// certificates; needs `--client-key`.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+    /// PEM key of `--client-cert`.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
 }
 
 /// One entry of `GET /events`.
@@ -88,6 +99,15 @@ async fn main() -> anyhow::Result<()> {
 
     let events = Events::default();
     let mut builder = Server::builder(conn).server_id(args.server_id.clone());
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    if let Some(ca) = &args.server_ca {
+        builder = builder.tls_ca_certificate(read(ca)?);
+    }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        builder = builder.tls_identity(read(cert)?, read(key)?);
+    }
     for hub in [HUB, HUB_NO_WEBSOCKETS, HUB_AUTHORIZED] {
         builder = builder.hub(test_hub(hub, args.server_id.clone(), events.clone()));
     }

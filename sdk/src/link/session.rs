@@ -9,7 +9,7 @@ use switchboard_proto::{Hello, ProxyFrame, ServerMessage, Welcome, proxy_message
 use tokio::sync::{mpsc, watch};
 use tonic::Streaming;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::{Link, outbox, stopped};
 use crate::token;
@@ -70,6 +70,28 @@ fn origin_of(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     format!("{scheme}://{authority}")
+}
+
+/// TLS for an `https://` endpoint: the certificate must name the
+/// endpoint's host (also when dialling one of its resolved addresses) and
+/// chain to the configured CA, else to the system's roots.
+fn tls_config(tls: &super::TlsSettings, endpoint: &str) -> ClientTlsConfig {
+    let authority = origin_of(endpoint);
+    let authority = authority.split_once("://").map_or("", |(_, a)| a);
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut config = ClientTlsConfig::new().domain_name(host);
+    config = match &tls.ca {
+        Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+        None => config.with_native_roots(),
+    };
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(cert, key));
+    }
+    config
 }
 
 /// Runs one session to its end.
@@ -142,6 +164,11 @@ async fn establish(link: &Link) -> Result<Established, SessionError> {
     let target = &link.peer.target;
     let mut endpoint =
         Endpoint::from_shared(target.address.clone()).map_err(SessionError::Endpoint)?;
+    if target.address.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(tls_config(&settings.tls, &target.endpoint))
+            .map_err(SessionError::Endpoint)?;
+    }
     if target.address != target.endpoint {
         // Dialling a resolved address: the request still names the host.
         let origin = origin_of(&target.endpoint)

@@ -194,18 +194,42 @@ impl Links {
                 .await
             }
             Some(Audience::Connections(ids)) => self.send_connections(send, ids).await,
-            _ => self.send_everywhere(Kind::Send(send)).await,
+            _ => self.send_everywhere(send).await,
         }
     }
 
-    /// Sends once per cluster.
-    async fn send_everywhere(&self, kind: Kind) -> Result<()> {
+    /// Sends once per cluster, plus a local-only copy to each node of the
+    /// cluster that cannot reach it (so its clients keep receiving while
+    /// its bus is down; a node that is back on its bus drops the copy).
+    async fn send_everywhere(&self, send: Send) -> Result<()> {
+        let kind = Kind::Send(send.clone());
         let routes = self.cluster_routes(audience_key(&kind))?;
         let many = routes.len() > 1;
         let mut failure = None;
         for route in routes {
+            let (mut candidates, isolated): (Vec<_>, Vec<_>) = match route.group {
+                Group::Cluster(_) => route
+                    .candidates
+                    .into_iter()
+                    .partition(|peer| peer.view().node_ready),
+                _ => (route.candidates, Vec::new()),
+            };
+            if !isolated.is_empty() {
+                let copy = Kind::Send(Send {
+                    local_only: true,
+                    ..send.clone()
+                });
+                for peer in &isolated {
+                    // Best effort: the node is already cut off from its
+                    // cluster; a failure here is reported by its link.
+                    let _ = peer.outbox.send(copy.clone()).await;
+                }
+                if candidates.is_empty() {
+                    continue; // every node is isolated: the copies are all
+                }
+            }
             let kind = kind.clone();
-            let sent = try_each(route.candidates, |peer| {
+            let sent = try_each(std::mem::take(&mut candidates), |peer| {
                 let kind = kind.clone();
                 async move { peer.outbox.send(kind).await }
             })

@@ -1,0 +1,141 @@
+//! The load generator behind `switchboard-bench`: starts a proxy and the
+//! `benchhub` app server, spreads SignalR WebSocket clients (JSON or
+//! MessagePack) over worker processes and source addresses, runs one
+//! bounded scenario and prints a JSON report followed by a one-line summary.
+//!
+//! Data path: [`cli`] picks the scenario; [`stack`] starts the servers;
+//! [`worker`] runs [`client`]s speaking [`wire`] and counting into
+//! [`stats`]; [`publish`] drives `POST /publish` and sums up a step.
+
+// The binary loads this file by path (it is not part of the library), so
+// each submodule is named by path too.
+#[path = "bench/broadcast.rs"]
+mod broadcast;
+#[path = "bench/cli.rs"]
+pub mod cli;
+#[path = "bench/client.rs"]
+pub mod client;
+#[path = "bench/connect.rs"]
+mod connect;
+#[path = "bench/echo.rs"]
+mod echo;
+#[path = "bench/groups.rs"]
+mod groups;
+#[path = "bench/idle.rs"]
+mod idle;
+#[path = "bench/publish.rs"]
+pub mod publish;
+#[path = "bench/slow.rs"]
+mod slow;
+#[path = "bench/stack.rs"]
+pub mod stack;
+#[path = "bench/stats.rs"]
+pub mod stats;
+#[path = "bench/wire.rs"]
+pub mod wire;
+#[path = "bench/worker.rs"]
+pub mod worker;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Parser as _;
+use serde_json::Value;
+
+use cli::{Cli, Common, Scenario};
+use stack::Stack;
+use worker::{Connected, Job, Pool};
+
+/// Clients ping this often while receiving (the proxy's default client
+/// timeout is 30 s).
+const PING_EVERY_MS: u64 = 15_000;
+
+/// Parses the command line and runs the scenario (or the worker).
+pub async fn main() -> Result<()> {
+    // Each worker holds thousands of sockets.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    match Cli::parse().scenario {
+        Scenario::Worker => worker::run().await,
+        Scenario::Idle(args) => idle::run(args).await,
+        Scenario::Broadcast(args) => broadcast::run(args).await,
+        Scenario::Groups(args) => groups::run(args).await,
+        Scenario::Echo(args) => echo::run(args).await,
+        Scenario::Connect(args) => connect::run(args).await,
+        Scenario::Slow(args) => slow::run(args).await,
+    }
+}
+
+impl Common {
+    fn bin_dir(&self) -> PathBuf {
+        self.bin_dir
+            .clone()
+            .unwrap_or_else(|| switchboard_tests::workspace::root().join("target/release"))
+    }
+
+    /// Starts the servers with `proxy_args`.
+    async fn stack(&self, proxy_args: &[&str]) -> Result<Stack> {
+        Stack::start(&self.bin_dir(), proxy_args).await
+    }
+
+    /// Spreads `total` clients over the workers (each job adjusted by
+    /// `adjust`), starts them and waits until they are connected.
+    async fn pool(
+        &self,
+        stack: &Stack,
+        total: u64,
+        adjust: impl Fn(&mut Job),
+    ) -> Result<(Pool, Connected)> {
+        let workers = self.workers.clamp(1, total.max(1));
+        let target = stack.target(self.auth, self.protocol);
+        let jobs: Vec<Job> = (0..workers)
+            .map(|w| {
+                let first = total * w / workers;
+                let mut job = Job {
+                    target: target.clone(),
+                    first,
+                    count: total * (w + 1) / workers - first,
+                    sources: self.sources,
+                    concurrency: self.concurrency,
+                    ping_every_ms: Some(PING_EVERY_MS),
+                    group_sizes: Vec::new(),
+                    slow_every: None,
+                    echo: false,
+                };
+                adjust(&mut job);
+                job
+            })
+            .collect();
+        let exe = std::env::current_exe().context("locating this binary for the workers")?;
+        Pool::start(&exe, &jobs).await
+    }
+
+    /// The settings to put in a report.
+    fn describe(&self) -> Value {
+        serde_json::json!({
+            "workers": self.workers,
+            "source_addresses": self.sources,
+            "protocol": self.protocol,
+            "auth": self.auth,
+        })
+    }
+}
+
+/// Fails when some clients did not connect: every scenario's figures
+/// assume all of them are there.
+fn all_connected(connected: &Connected, wanted: u64) -> Result<()> {
+    if connected.ok < wanted {
+        anyhow::bail!(
+            "{} of {wanted} clients failed to connect; first error: {}",
+            connected.failed,
+            connected.first_error.as_deref().unwrap_or("(none)")
+        );
+    }
+    Ok(())
+}
+
+/// Prints the JSON report, then the one-line summary as the last line.
+fn print(report: &Value, summary: &str) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    println!("{summary}");
+    Ok(())
+}
