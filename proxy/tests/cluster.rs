@@ -549,6 +549,15 @@ async fn a_redis_outage_keeps_local_delivery_and_heals() {
     assert_eq!(far.received().await, Vec::<String>::new());
     assert_eq!(metric(&n1, "switchboard_bus_publish_failures_total"), 1.0);
     assert_eq!(metric(&n1, "switchboard_bus_connected"), 0.0);
+    // The app server's copy for a node cut off from the bus reaches that
+    // node's clients, and only them.
+    let mut copy = send(Target::All(pb::All {}), &[], "copy");
+    if let Up::Send(s) = &mut copy {
+        s.local_only = true;
+    }
+    app2.send(copy.clone()).await;
+    assert_eq!(far.received().await, vec!["copy"]);
+    assert_eq!(near.received().await, Vec::<String>::new());
 
     redis.restart().await;
     for n in [&n1, &n2] {
@@ -576,6 +585,10 @@ async fn a_redis_outage_keeps_local_delivery_and_heals() {
     app1.send(send(Target::All(pb::All {}), &[], "after")).await;
     assert_eq!(near.received().await, vec!["after"]);
     assert_eq!(far.received().await, vec!["after"]);
+    // Back on the bus, a node drops such copies: the cluster's copy reaches
+    // its clients.
+    app2.send(copy).await;
+    assert_eq!(far.received().await, Vec::<String>::new());
     assert_eq!(metric(&n1, "switchboard_bus_reconnects_total"), 1.0);
 }
 
