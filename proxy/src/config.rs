@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::tls::TlsFiles;
+
 /// Request headers passed to app servers by default.
 pub const DEFAULT_FORWARD_HEADERS: [&str; 4] =
     ["user-agent", "origin", "x-forwarded-for", "accept-language"];
@@ -53,6 +55,8 @@ pub const DEFAULT_CLUSTER_NAME: &str = "switchboard";
 /// How long a node waits for another node to answer a group change, close or
 /// query about a connection it holds.
 pub const DEFAULT_BUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often TLS certificate, key and CA files are checked for changes.
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Command-line flags and environment variables. Every field is optional so a
 /// config file can supply it; defaults are applied in [`Config::load`].
@@ -167,6 +171,29 @@ pub struct Args {
     /// query about one of its connections. [default: 5s]
     #[arg(long, env = "SWITCHBOARD_BUS_TIMEOUT", value_parser = parse_duration)]
     pub bus_timeout: Option<Duration>,
+    /// PEM certificate chain (leaf first) served on the client port; with
+    /// --tls-key, clients connect over https/wss. [default: none, plain HTTP]
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate chain served on the upstream port; with
+    /// --upstream-tls-key, app servers link over https. [default: none]
+    #[arg(long, env = "SWITCHBOARD_UPSTREAM_TLS_CERT")]
+    pub upstream_tls_cert: Option<PathBuf>,
+    /// PEM private key of --upstream-tls-cert.
+    #[arg(long, env = "SWITCHBOARD_UPSTREAM_TLS_KEY")]
+    pub upstream_tls_key: Option<PathBuf>,
+    /// PEM CA bundle: app servers must present a client certificate signed
+    /// by one of these CAs (mutual TLS). Needs --upstream-tls-cert.
+    /// [default: none, no client certificate asked]
+    #[arg(long, env = "SWITCHBOARD_UPSTREAM_CLIENT_CA")]
+    pub upstream_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for changes; a changed
+    /// certificate is served to new connections. [default: 30s]
+    #[arg(long, env = "SWITCHBOARD_TLS_RELOAD_INTERVAL", value_parser = parse_duration)]
+    pub tls_reload_interval: Option<Duration>,
 }
 
 /// The file form of [`Args`]: the same settings, snake_case keys.
@@ -210,6 +237,13 @@ struct FileConfig {
     cluster_name: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     bus_timeout: Option<Duration>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    upstream_tls_cert: Option<PathBuf>,
+    upstream_tls_key: Option<PathBuf>,
+    upstream_client_ca: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_duration")]
+    tls_reload_interval: Option<Duration>,
 }
 
 /// Which bus connects this node to its replicas.
@@ -438,6 +472,16 @@ pub struct Config {
     pub cluster_name: String,
     /// Wait for another node's answer to a directed request.
     pub bus_timeout: Duration,
+    /// Client-port certificate and key; `None` serves plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Upstream-port certificate and key; `None` serves plain HTTP/2.
+    pub upstream_tls_cert: Option<PathBuf>,
+    pub upstream_tls_key: Option<PathBuf>,
+    /// CA bundle app-server client certificates must chain to (mutual TLS).
+    pub upstream_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for changes.
+    pub tls_reload_interval: Duration,
 }
 
 /// A configuration problem, phrased as what to change.
@@ -490,10 +534,12 @@ impl Config {
                     .map(|h| (*h).to_owned())
                     .collect()
             });
+        let tls_cert = args.tls_cert.or(file.tls_cert);
+        let scheme = if tls_cert.is_some() { "https" } else { "http" };
         let public_url = args
             .public_url
             .or(file.public_url)
-            .unwrap_or_else(|| format!("http://{listen}"));
+            .unwrap_or_else(|| format!("{scheme}://{listen}"));
         let hub_transports = if args.hub_transports.is_empty() {
             let mut list = Vec::new();
             for (hub, transports) in file.hub_transports.unwrap_or_default() {
@@ -594,6 +640,15 @@ impl Config {
                 .bus_timeout
                 .or(file.bus_timeout)
                 .unwrap_or(DEFAULT_BUS_TIMEOUT),
+            tls_cert,
+            tls_key: args.tls_key.or(file.tls_key),
+            upstream_tls_cert: args.upstream_tls_cert.or(file.upstream_tls_cert),
+            upstream_tls_key: args.upstream_tls_key.or(file.upstream_tls_key),
+            upstream_client_ca: args.upstream_client_ca.or(file.upstream_client_ca),
+            tls_reload_interval: args
+                .tls_reload_interval
+                .or(file.tls_reload_interval)
+                .unwrap_or(DEFAULT_TLS_RELOAD_INTERVAL),
         };
         config.validate()?;
         Ok(config)
@@ -632,7 +687,31 @@ impl Config {
             bus: BusKind::Local,
             cluster_name: DEFAULT_CLUSTER_NAME.to_owned(),
             bus_timeout: DEFAULT_BUS_TIMEOUT,
+            tls_cert: None,
+            tls_key: None,
+            upstream_tls_cert: None,
+            upstream_tls_key: None,
+            upstream_client_ca: None,
+            tls_reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
         }
+    }
+
+    /// The client port's TLS files, when it serves TLS.
+    pub fn client_tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: None,
+        })
+    }
+
+    /// The upstream port's TLS files, when it serves TLS.
+    pub fn upstream_tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.upstream_tls_cert.clone()?,
+            key: self.upstream_tls_key.clone()?,
+            client_ca: self.upstream_client_ca.clone(),
+        })
     }
 
     /// The transports offered for `hub` (lower-case).
@@ -718,6 +797,45 @@ impl Config {
         }
         if self.bus_timeout.is_zero() {
             return bad("--bus-timeout must be non-zero".into());
+        }
+        self.validate_tls()
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return bad(
+                    "--tls-cert needs --tls-key (SWITCHBOARD_TLS_KEY): the private key of that certificate",
+                );
+            }
+            (None, Some(_)) => {
+                return bad(
+                    "--tls-key needs --tls-cert (SWITCHBOARD_TLS_CERT): the certificate chain it belongs to",
+                );
+            }
+            _ => {}
+        }
+        match (&self.upstream_tls_cert, &self.upstream_tls_key) {
+            (Some(_), None) => {
+                return bad(
+                    "--upstream-tls-cert needs --upstream-tls-key (SWITCHBOARD_UPSTREAM_TLS_KEY): the private key of that certificate",
+                );
+            }
+            (None, Some(_)) => {
+                return bad(
+                    "--upstream-tls-key needs --upstream-tls-cert (SWITCHBOARD_UPSTREAM_TLS_CERT): the certificate chain it belongs to",
+                );
+            }
+            _ => {}
+        }
+        if self.upstream_client_ca.is_some() && self.upstream_tls_cert.is_none() {
+            return bad(
+                "--upstream-client-ca needs TLS on the upstream port: set --upstream-tls-cert and --upstream-tls-key too",
+            );
+        }
+        if self.tls_reload_interval.is_zero() {
+            return bad("--tls-reload-interval must be non-zero (e.g. 30s)");
         }
         Ok(())
     }
@@ -998,5 +1116,66 @@ mod tests {
             BusKind::Redis("redis://app:secret@h:1".into()).describe(),
             "redis://app:***@h:1"
         );
+    }
+
+    #[test]
+    fn tls_settings_come_in_pairs_and_switch_the_public_url_to_https() {
+        let key = ["--access-key", "0123456789abcdef0123"];
+        let load = |extra: &[&str]| Config::load(args(&[&key[..], extra].concat()));
+        let c = load(&[
+            "--listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(c.public_url, "https://127.0.0.1:8443");
+        assert_eq!(c.tls_reload_interval, DEFAULT_TLS_RELOAD_INTERVAL);
+        assert_eq!(c.client_tls().unwrap().cert, PathBuf::from("c.pem"));
+        assert!(c.upstream_tls().is_none());
+        for (flags, says) in [
+            (&["--tls-cert", "c.pem"][..], "--tls-cert needs --tls-key"),
+            (&["--tls-key", "k.pem"][..], "--tls-key needs --tls-cert"),
+            (
+                &["--upstream-tls-cert", "c.pem"][..],
+                "--upstream-tls-cert needs --upstream-tls-key",
+            ),
+            (
+                &["--upstream-tls-key", "k.pem"][..],
+                "--upstream-tls-key needs --upstream-tls-cert",
+            ),
+            (
+                &["--upstream-client-ca", "ca.pem"][..],
+                "--upstream-client-ca needs TLS on the upstream port",
+            ),
+            (
+                &[
+                    "--tls-cert",
+                    "c",
+                    "--tls-key",
+                    "k",
+                    "--tls-reload-interval",
+                    "0s",
+                ][..],
+                "--tls-reload-interval",
+            ),
+        ] {
+            let err = load(flags).unwrap_err().to_string();
+            assert!(err.contains(says), "{flags:?}: {err}");
+        }
+        let file = std::env::temp_dir().join(format!("sb-tls-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "access_keys = [\"0123456789abcdef0123\"]\nupstream_tls_cert = \"/s/up.pem\"\nupstream_tls_key = \"/s/up.key\"\nupstream_client_ca = \"/s/ca.pem\"\ntls_reload_interval = \"5s\"\n",
+        )
+        .unwrap();
+        let c = Config::load(args(&["--config", file.to_str().unwrap()])).unwrap();
+        std::fs::remove_file(&file).ok();
+        let up = c.upstream_tls().unwrap();
+        assert_eq!(up.client_ca, Some(PathBuf::from("/s/ca.pem")));
+        assert_eq!(c.tls_reload_interval, Duration::from_secs(5));
+        assert!(c.public_url.starts_with("http://"), "{}", c.public_url);
     }
 }

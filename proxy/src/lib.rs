@@ -122,6 +122,27 @@ pub enum StartError {
     },
     #[error("cannot set up the cluster bus: {0}")]
     Bus(String),
+    #[error("cannot serve TLS on the {port} port: {source}")]
+    Tls {
+        port: &'static str,
+        // Boxed: rustls errors are large and start errors travel by value.
+        source: Box<tls::TlsError>,
+    },
+}
+
+/// Loads a port's TLS files, when it has some.
+fn load_tls(
+    files: Option<tls::TlsFiles>,
+    port: tls::Port,
+) -> Result<Option<Arc<tls::Reloading>>, StartError> {
+    files
+        .map(|files| {
+            tls::Reloading::load(files, &[port.alpn()]).map_err(|source| StartError::Tls {
+                port: port.name(),
+                source: Box::new(source),
+            })
+        })
+        .transpose()
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -130,26 +151,76 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-/// Binds the three ports and starts serving.
+/// Loads the TLS files, binds the three ports and starts serving.
 pub async fn start(mut config: Config) -> Result<Running, StartError> {
+    // Before binding, so a bad certificate fails start without ever
+    // accepting a connection.
+    let client_tls = load_tls(config.client_tls(), tls::Port::Client)?;
+    let upstream_tls = load_tls(config.upstream_tls(), tls::Port::Upstream)?;
     let client = bind("client port", config.listen).await?;
     let upstream = bind("upstream port", config.upstream_listen).await?;
     let admin = bind("admin port", config.admin_listen).await?;
     let client_addr = client.local_addr().expect("bound socket has an address");
     let upstream_addr = upstream.local_addr().expect("bound socket has an address");
     let admin_addr = admin.local_addr().expect("bound socket has an address");
+    let scheme = if client_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if config.public_url.is_empty() || config.public_url.ends_with(":0") {
-        config.public_url = format!("http://{client_addr}");
+        config.public_url = format!("{scheme}://{client_addr}");
     }
-    tracing::info!(%client_addr, %upstream_addr, %admin_addr, public_url = %config.public_url, "switchboard listening");
+    if client_tls.is_some() && config.public_url.starts_with("http://") {
+        tracing::warn!(public_url = %config.public_url, "the client port serves TLS but --public-url starts with http://: tokens and redirects name that URL");
+    }
+    tracing::info!(
+        %client_addr,
+        %upstream_addr,
+        %admin_addr,
+        public_url = %config.public_url,
+        client_tls = client_tls.is_some(),
+        upstream_tls = upstream_tls.is_some(),
+        upstream_mtls = config.upstream_client_ca.is_some(),
+        "switchboard listening"
+    );
 
     let shared = Shared::new(config)?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(shared.bus.clone().run(stopped.clone()));
     tasks.spawn(expire_user_groups(shared.clone(), stopped.clone()));
-    tasks.spawn(transport::serve(client, shared.clone(), stopped.clone()));
-    tasks.spawn(upstream::serve(upstream, shared.clone(), stopped.clone()));
+    for (tls, port) in [
+        (&client_tls, tls::Port::Client),
+        (&upstream_tls, tls::Port::Upstream),
+    ] {
+        if let Some(tls) = tls {
+            let watch = tls.clone().watch(
+                shared.config.tls_reload_interval,
+                port,
+                shared.metrics.clone(),
+            );
+            let mut stopped = stopped.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = stopped.wait_for(|s| *s) => {}
+                    () = watch => {}
+                }
+            });
+        }
+    }
+    tasks.spawn(transport::serve(
+        client,
+        client_tls,
+        shared.clone(),
+        stopped.clone(),
+    ));
+    tasks.spawn(upstream::serve(
+        upstream,
+        upstream_tls,
+        shared.clone(),
+        stopped.clone(),
+    ));
     tasks.spawn(admin::serve(admin, shared.clone(), stopped.clone()));
     tasks.spawn(transport::negotiate::sweep(shared.clone(), stopped));
     Ok(Running {

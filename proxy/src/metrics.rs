@@ -32,6 +32,22 @@ pub struct HubLabels {
     pub hub: String,
 }
 
+/// Labels of a failed TLS handshake: the port (`client`, `upstream`) and
+/// whether the peer failed the handshake (`error`) or never finished it
+/// (`timeout`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsHandshakeLabels {
+    pub port: &'static str,
+    pub reason: &'static str,
+}
+
+/// Labels of a TLS reload attempt: the port and `ok` or `error`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsReloadLabels {
+    pub port: &'static str,
+    pub result: &'static str,
+}
+
 /// Every metric the proxy exports.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +83,10 @@ pub struct Metrics {
     pub bus_publish_failures: Counter,
     /// Reconnections to the cluster bus after losing it.
     pub bus_reconnects: Counter,
+    /// TLS handshakes that failed or timed out, by port.
+    pub tls_handshake_failures: Family<TlsHandshakeLabels, Counter>,
+    /// Changed TLS files loaded (`ok`) or refused (`error`), by port.
+    pub tls_reloads: Family<TlsReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +111,8 @@ impl Default for Metrics {
             bus_received: Counter::default(),
             bus_publish_failures: Counter::default(),
             bus_reconnects: Counter::default(),
+            tls_handshake_failures: Family::default(),
+            tls_reloads: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -172,6 +194,16 @@ impl Default for Metrics {
             "bus_reconnects",
             "Reconnections to the cluster bus after losing it",
             m.bus_reconnects.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed (reason=error) or did not finish in time (reason=timeout), by port",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Changed TLS certificate files loaded (result=ok) or refused and the previous ones kept (result=error), by port",
+            m.tls_reloads.clone(),
         );
         Metrics { registry, ..m }
     }

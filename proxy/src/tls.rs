@@ -3,7 +3,8 @@
 //! e.g. a Kubernetes Secret updated in place, is served without a restart),
 //! and optional client-certificate verification (mutual TLS) against a CA
 //! bundle. Handshakes run beside the accept loop with a deadline, so a slow
-//! or silent client never holds up others.
+//! or silent client never holds up others. Failed handshakes and reloads
+//! are counted per port in [`Metrics`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,11 +25,40 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::metrics::{Metrics, TlsHandshakeLabels, TlsReloadLabels};
+
 /// Handshakes that may be under way at once per port; further connections
 /// wait in the kernel's accept queue.
 const MAX_HANDSHAKES: usize = 1024;
 /// Finished handshakes waiting for the server to take them.
 const ACCEPTED_QUEUE: usize = 256;
+
+/// Which port a TLS listener serves: its name in logs and metrics, and the
+/// application protocol it offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Browsers and apps: HTTP/1.1 (WebSockets need it).
+    Client,
+    /// App-server gRPC links: HTTP/2.
+    Upstream,
+}
+
+impl Port {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+        }
+    }
+
+    /// The ALPN protocol offered in handshakes.
+    pub fn alpn(self) -> &'static [u8] {
+        match self {
+            Self::Client => b"http/1.1",
+            Self::Upstream => b"h2",
+        }
+    }
+}
 
 /// Where a port's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,30 +138,31 @@ impl Reloading {
         Ok(true)
     }
 
-    /// Checks the files every `every` until the returned task is aborted.
-    pub fn watch(
-        self: &Arc<Self>,
-        every: Duration,
-        port: &'static str,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Checks the files every `every`, forever; run it beside the server
+    /// and drop it on shutdown.
+    pub async fn watch(self: Arc<Self>, every: Duration, port: Port, metrics: Arc<Metrics>) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
             tick.tick().await;
-            loop {
-                tick.tick().await;
-                match this.reload_if_changed() {
-                    Ok(true) => {
-                        tracing::info!(port, cert = %this.files.cert.display(), "TLS certificate reloaded")
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::error!(port, %error, "TLS files changed but cannot be loaded; still serving the previous certificate");
-                    }
+            let port = port.name();
+            let result = match self.reload_if_changed() {
+                Ok(false) => continue,
+                Ok(true) => {
+                    tracing::info!(port, cert = %self.files.cert.display(), "TLS certificate reloaded");
+                    "ok"
                 }
-            }
-        })
+                Err(error) => {
+                    tracing::error!(port, %error, "TLS files changed but cannot be loaded; still serving the previous certificate");
+                    "error"
+                }
+            };
+            metrics
+                .tls_reloads
+                .get_or_create(&TlsReloadLabels { port, result })
+                .inc();
+        }
     }
 }
 
@@ -279,14 +310,19 @@ impl Drop for TlsListener {
 }
 
 impl TlsListener {
+    /// Starts accepting on `tcp`; handshakes that fail or take longer than
+    /// `handshake_timeout` are counted in `metrics` under `port`.
     pub fn new(
         tcp: TcpListener,
         tls: Arc<Reloading>,
         handshake_timeout: Duration,
+        port: Port,
+        metrics: Arc<Metrics>,
     ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, accepted) = mpsc::channel(ACCEPTED_QUEUE);
-        let task = tokio::spawn(accept_loop(tcp, tls, handshake_timeout, tx));
+        let failed = Failures { port, metrics };
+        let task = tokio::spawn(accept_loop(tcp, tls, handshake_timeout, failed, tx));
         Ok(Self {
             accepted,
             local,
@@ -327,10 +363,41 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// Reports failed handshakes of one port.
+#[derive(Clone)]
+struct Failures {
+    port: Port,
+    metrics: Arc<Metrics>,
+}
+
+impl Failures {
+    fn report(&self, peer: SocketAddr, reason: &'static str, error: &dyn std::fmt::Display) {
+        let port = self.port.name();
+        self.metrics
+            .tls_handshake_failures
+            .get_or_create(&TlsHandshakeLabels { port, reason })
+            .inc();
+        match self.port {
+            // Anyone on the internet can knock on the client port: counted,
+            // logged only when asked for.
+            Port::Client => tracing::debug!(port, %peer, %error, "TLS handshake failed"),
+            // Only app servers reach the upstream port, and a refused one
+            // serves nobody: say why.
+            Port::Upstream => tracing::warn!(
+                port,
+                %peer,
+                %error,
+                "TLS handshake failed; the app server's link is refused"
+            ),
+        }
+    }
+}
+
 async fn accept_loop(
     tcp: TcpListener,
     tls: Arc<Reloading>,
     handshake_timeout: Duration,
+    failed: Failures,
     accepted: mpsc::Sender<(TlsConnection, SocketAddr)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
@@ -351,14 +418,15 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let acceptor = TlsAcceptor::from(tls.config());
         let accepted = accepted.clone();
+        let failed = failed.clone();
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     let _ = accepted.send((TlsConnection { stream }, peer)).await;
                 }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                Ok(Err(error)) => failed.report(peer, "error", &error),
+                Err(_) => failed.report(peer, "timeout", &"no handshake within the timeout"),
             }
         });
     }
@@ -436,10 +504,19 @@ mod tests {
         }
     }
 
-    /// Serves one echo per accepted connection.
-    async fn echo_server(tls: Arc<Reloading>) -> SocketAddr {
+    /// Serves one echo per accepted connection; failed handshakes are
+    /// counted in the returned metrics.
+    async fn echo_server(tls: Arc<Reloading>) -> (SocketAddr, Arc<Metrics>) {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut listener = TlsListener::new(tcp, tls, Duration::from_secs(2)).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let mut listener = TlsListener::new(
+            tcp,
+            tls,
+            Duration::from_secs(2),
+            Port::Upstream,
+            metrics.clone(),
+        )
+        .unwrap();
         let addr = listener.local.to_owned();
         tokio::spawn(async move {
             while let Some((mut conn, _)) = listener.next().await {
@@ -451,7 +528,7 @@ mod tests {
                 });
             }
         });
-        addr
+        (addr, metrics)
     }
 
     /// Connects, echoes 4 bytes and returns the served leaf certificate.
@@ -480,7 +557,7 @@ mod tests {
             client_ca: None,
         };
         let tls = Reloading::load(files, &[b"http/1.1"]).unwrap();
-        let addr = echo_server(tls.clone()).await;
+        let (addr, _) = echo_server(tls.clone()).await;
         let client = pki.client(None);
         let first = round_trip(addr, &client).await.unwrap();
         assert!(!tls.reload_if_changed().unwrap(), "nothing changed yet");
@@ -513,7 +590,7 @@ mod tests {
             key,
             client_ca: Some(pki.ca_path()),
         };
-        let addr = echo_server(Reloading::load(files, &[b"h2"]).unwrap()).await;
+        let (addr, metrics) = echo_server(Reloading::load(files, &[b"h2"]).unwrap()).await;
         let with_cert = pki.client(Some(pki.leaf("app", "app.test")));
         round_trip(addr, &with_cert).await.unwrap();
         assert!(
@@ -540,6 +617,59 @@ mod tests {
         assert!(
             round_trip(addr, &foreign).await.is_err(),
             "a certificate from another CA is refused"
+        );
+        // With TLS 1.3 the client may finish before the server rejects it.
+        let failures = || {
+            metrics
+                .tls_handshake_failures
+                .get_or_create(&TlsHandshakeLabels {
+                    port: "upstream",
+                    reason: "error",
+                })
+                .get()
+        };
+        for _ in 0..100 {
+            if failures() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(failures(), 2, "both refusals are counted");
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_times_out_and_is_counted() {
+        let pki = Pki::new();
+        let (cert, key) = pki.leaf("server", "proxy.test");
+        let files = TlsFiles {
+            cert,
+            key,
+            client_ca: None,
+        };
+        let tls = Reloading::load(files, &[Port::Client.alpn()]).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let _listener = TlsListener::new(
+            tcp,
+            tls,
+            Duration::from_millis(100),
+            Port::Client,
+            metrics.clone(),
+        )
+        .unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0; 1];
+        // The server gives up on the handshake and closes the socket.
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        let labels = TlsHandshakeLabels {
+            port: "client",
+            reason: "timeout",
+        };
+        assert_eq!(
+            metrics.tls_handshake_failures.get_or_create(&labels).get(),
+            1
         );
     }
 

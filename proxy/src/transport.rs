@@ -36,6 +36,7 @@ use crate::config::Transport;
 use crate::connection::Accepted;
 use crate::connection::handle::Meta;
 use crate::ids::ConnectionId;
+use crate::tls::{Port, Reloading, TlsListener};
 
 /// The client-port routes.
 pub fn routes(shared: Arc<Shared>) -> Router {
@@ -50,14 +51,43 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Serves the client port until `stopped` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+/// Serves the client port until `stopped` turns true: over TLS when `tls`
+/// is given (HTTP/1.1 offered by ALPN), plain HTTP otherwise.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<Reloading>>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let handshake_timeout = shared.config.handshake_timeout;
+    let metrics = shared.metrics.clone();
     let app = routes(shared).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await;
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let result = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let listener =
+                match TlsListener::new(listener, tls, handshake_timeout, Port::Client, metrics) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::error!(error = %e, "client port cannot serve TLS");
+                        return;
+                    }
+                };
+            // axum provides the peer address (`ConnectInfo<SocketAddr>`) for
+            // any listener only through `tap_io`; the tap does nothing else.
+            use axum::serve::ListenerExt;
+            axum::serve(listener.tap_io(|_| {}), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     if let Err(e) = result {
         tracing::error!(error = %e, "client server failed");
     }

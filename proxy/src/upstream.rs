@@ -26,6 +26,7 @@ use crate::auth;
 use crate::connection::close::{Close, CloseReason};
 use crate::connection::handle::Handle;
 use crate::metrics::HubLabels;
+use crate::tls::{Port, Reloading, TlsListener};
 
 /// Messages that may wait for an app server that is slow to read.
 const LINK_QUEUE: usize = 4096;
@@ -204,15 +205,20 @@ impl pb::upstream_server::Upstream for Service {
         link.send(welcome)
             .await
             .map_err(|_| Status::internal("link closed during Hello"))?;
+        // The link's tasks run in this span, so their log lines name the
+        // link and its app server.
+        let span = tracing::info_span!("link", link = link.id, server = %link.server_id);
         if !shared.bus.cluster().is_empty() {
-            tokio::spawn(report_node_status(shared.clone(), link.clone()));
+            let status = report_node_status(shared.clone(), link.clone());
+            tokio::spawn(tracing::Instrument::instrument(status, span.clone()));
         }
         shared.links.add(link.clone());
         count_links(shared, &link, 1);
-        tracing::info!(link = link.id, server = %link.server_id, hubs = ?link.hubs, "app server linked");
+        span.in_scope(|| tracing::info!(hubs = ?link.hubs, "app server linked"));
 
         let rest: Vec<_> = messages.collect();
-        tokio::spawn(read_link(shared.clone(), link.clone(), rest, inbound));
+        let reader = read_link(shared.clone(), link.clone(), rest, inbound);
+        tokio::spawn(tracing::Instrument::instrument(reader, span));
         Ok(Response::new(outbound(link, rx)))
     }
 }
@@ -292,7 +298,7 @@ async fn read_link(
             break "closed by the proxy".to_owned();
         }
     };
-    tracing::info!(link = link.id, server = %link.server_id, %outcome, "app server link ended");
+    tracing::info!(%outcome, "app server link ended");
     teardown(&shared, &link).await;
 }
 
@@ -360,20 +366,48 @@ pub fn close_all(shared: &Shared) {
     }
 }
 
-/// Serves `Upstream.Link` until `stopped` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+/// Serves `Upstream.Link` until `stopped` turns true: over TLS when `tls`
+/// is given (HTTP/2 offered by ALPN; app servers must present a client
+/// certificate when it names a client CA), plain HTTP/2 otherwise.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<Reloading>>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let handshake_timeout = shared.config.handshake_timeout;
+    let metrics = shared.metrics.clone();
     let service = pb::upstream_server::UpstreamServer::new(Service { shared })
         .max_decoding_message_size(16 * 1024 * 1024);
-    let result = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)
-        .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await;
+        .add_service(service);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let result = match tls {
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            server
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Some(tls) => {
+            let listener =
+                match TlsListener::new(listener, tls, handshake_timeout, Port::Upstream, metrics) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::error!(error = %e, "upstream port cannot serve TLS");
+                        return;
+                    }
+                };
+            server
+                .serve_with_incoming_shutdown(listener.into_stream(), shutdown)
+                .await
+        }
+    };
     if let Err(e) = result {
         tracing::error!(error = %e, "upstream server failed");
     }
