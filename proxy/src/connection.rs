@@ -7,6 +7,10 @@
 //! A connection with stateful reconnect also numbers what it receives and
 //! keeps what it wrote until acknowledged ([`stateful`]), so a transport
 //! that can resume may hand it a new socket.
+//!
+//! Each connection's task runs inside the span [`Accepted::span`] makes, so
+//! its log lines carry the connection id, hub, transport and protocol
+//! without naming them again; logs never carry tokens or message bodies.
 
 pub mod close;
 pub mod handle;
@@ -41,6 +45,22 @@ pub struct Accepted {
     pub hub: String,
     pub identity: Identity,
     pub meta: Meta,
+}
+
+impl Accepted {
+    /// The span a connection's task runs in: `connection`, `hub` and
+    /// `transport` now, `protocol` once the handshake named it (recorded by
+    /// [`Session::open`]). Instrumenting the task enters it only while the
+    /// task is polled; when the level is filtered out it costs nothing.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "connection",
+            connection = %self.id,
+            hub = %self.hub,
+            transport = %self.meta.transport,
+            protocol = tracing::field::Empty,
+        )
+    }
 }
 
 /// What the transport should do after [`Session::receive`].
@@ -92,6 +112,7 @@ pub struct Session {
 impl Session {
     /// Registers the connection and assigns it to the least-loaded app server
     /// serving its hub. Fails with the handshake error text when none does.
+    /// Records the protocol in the current (the connection's) span.
     pub async fn open(
         shared: Arc<Shared>,
         accepted: Accepted,
@@ -103,6 +124,7 @@ impl Session {
             identity,
             mut meta,
         } = accepted;
+        tracing::Span::current().record("protocol", tracing::field::display(protocol.name()));
         meta.claims = identity.claims;
         let user = identity.user_id.map(Arc::from);
         let handle = Arc::new(Handle::new(
@@ -350,7 +372,7 @@ impl Session {
             });
             let _ = link.send(closed).await;
         }
-        tracing::debug!(connection = %self.handle.id, hub = %self.handle.hub, reason = %close.reason, "connection closed");
+        tracing::debug!(reason = %close.reason, "connection closed");
     }
 }
 

@@ -18,7 +18,9 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match config.log_format {
-        LogFormat::Json => logs.json().init(),
+        // Connection and link spans never nest: the current span (`span`)
+        // says it all, a list of the enclosing ones would repeat it.
+        LogFormat::Json => logs.json().with_span_list(false).init(),
         LogFormat::Text => logs.init(),
     }
     // Every client is a socket: allow as many as the hard limit permits.

@@ -1,8 +1,11 @@
 //! The Helm chart in `helm/switchboard`: `helm lint` and `helm template` with
 //! the value sets in `tests/helm`, checking the rendered manifests (ports,
 //! probes, where the access keys go, the headless upstream Service, the drain
-//! timings) and that the values schema refuses bad values; and the real proxy
-//! started with the TOML file the chart's ConfigMap holds. Needs no cluster;
+//! timings, the Redis bus and where its password comes from, the Redis the
+//! chart can deploy) and that the values schema refuses bad values (among
+//! them several replicas without the bus); and the real proxy started with
+//! the TOML file the chart's ConfigMap holds, and with the rendered bus
+//! setting against a real Redis. Needs no cluster;
 //! the helm binary comes from `tests/helm/install.sh` (run by
 //! `scripts/test.sh`).
 
@@ -10,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_norway::Value;
-use switchboard_tests::{AppServer, Proxy, http, signalr, workspace};
+use switchboard_tests::{AppServer, Proxy, Redis, http, signalr, workspace};
 
 /// The key in `tests/helm/defaults.yaml` and `full.yaml`.
 const TEST_KEY: &str = "helm-test-key-7f3a9c21d4e5b6a8";
@@ -126,8 +129,13 @@ impl Manifests {
             .unwrap_or_else(|| panic!("no {kind} {name}:\n{}", self.text))
     }
 
+    /// The proxy's Deployment (the chart may deploy a Redis beside it).
+    fn deployment(&self) -> &Value {
+        self.named("Deployment", "sb-switchboard")
+    }
+
     fn container(&self) -> &Value {
-        let containers = self.one("Deployment")["spec"]["template"]["spec"]["containers"]
+        let containers = self.deployment()["spec"]["template"]["spec"]["containers"]
             .as_sequence()
             .expect("containers");
         assert_eq!(containers.len(), 1);
@@ -139,6 +147,15 @@ impl Manifests {
         self.one("ConfigMap")["data"]["switchboard.toml"]
             .as_str()
             .expect("switchboard.toml in the ConfigMap")
+    }
+
+    /// The proxy container's environment variable `name`.
+    fn env(&self, name: &str) -> Option<&Value> {
+        self.container()["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
     }
 
     /// The value of top-level `key` in the TOML file, without quotes.
@@ -188,7 +205,7 @@ fn port_named(container: &Value, name: &str) -> i64 {
 /// The Deployment's grace period exceeds what the pod spends draining: the
 /// preStop sleep plus the proxy's own shutdown timeout from its config file.
 fn assert_drain_fits(m: &Manifests) {
-    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    let pod = &m.deployment()["spec"]["template"]["spec"];
     let grace = int(&pod["terminationGracePeriodSeconds"]);
     let shutdown = seconds(&m.setting("shutdown_timeout"));
     let pre_stop = &m.container()["lifecycle"]["preStop"];
@@ -322,10 +339,10 @@ fn default_values_render_a_secure_deployment() {
         c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
         Some(false)
     );
-    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    let pod = &m.deployment()["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
     assert!(int(&pod["securityContext"]["runAsUser"]) > 0);
-    assert_eq!(int(&m.one("Deployment")["spec"]["replicas"]), 1);
+    assert_eq!(int(&m.deployment()["spec"]["replicas"]), 1);
     assert_drain_fits(&m);
 
     let client = m.named("Service", "sb-switchboard");
@@ -348,6 +365,10 @@ fn default_values_render_a_secure_deployment() {
     assert_eq!(upstream["spec"]["selector"], client["spec"]["selector"]);
 
     assert_key_only_in_secret(&m, "sb-switchboard", &[TEST_KEY]);
+    // One replica on the local bus: nothing about Redis anywhere.
+    assert!(m.env("SWITCHBOARD_BUS").is_none());
+    assert!(!m.config_file().contains("cluster_name"));
+    assert!(!m.text.contains("redis"), "{}", m.text);
     // Unset optional settings leave the proxy's own defaults.
     assert!(
         !m.config_file().contains("stateful_reconnect"),
@@ -380,10 +401,29 @@ fn optional_resources_render_when_enabled() {
         m.config_file()
     );
     assert_drain_fits(&m);
-    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    let pod = &m.deployment()["spec"]["template"]["spec"];
     assert_eq!(int(&pod["terminationGracePeriodSeconds"]), 38);
+
+    // The existing Redis: its password from the Secret, substituted by
+    // Kubernetes into the URL; cluster name and timeout in the file.
+    assert_eq!(
+        secret_ref(
+            m.env("SWITCHBOARD_REDIS_PASSWORD")
+                .expect("the password variable")
+        ),
+        ("redis-auth", "redis-password")
+    );
+    assert_eq!(
+        literal(m.env("SWITCHBOARD_BUS").expect("SWITCHBOARD_BUS")),
+        "redis://switchboard:$(SWITCHBOARD_REDIS_PASSWORD)@redis.data.svc.cluster.local:6380/2"
+    );
+    assert_defined_before(&m, "SWITCHBOARD_REDIS_PASSWORD", "SWITCHBOARD_BUS");
+    assert_eq!(m.setting("cluster_name"), "rt-blue");
+    assert_eq!(m.setting("bus_timeout"), "2s");
+    assert!(!m.config_file().contains("redis://"), "{}", m.config_file());
+    assert!(m.of_kind("Deployment").len() == 1, "no Redis deployed");
     // The autoscaler owns the replica count.
-    assert!(m.one("Deployment")["spec"].get("replicas").is_none());
+    assert!(m.deployment()["spec"].get("replicas").is_none());
 
     let client = m.named("Service", "sb-switchboard");
     assert_eq!(client["spec"]["type"].as_str(), Some("LoadBalancer"));
@@ -459,7 +499,7 @@ fn optional_resources_render_when_enabled() {
     );
     assert_eq!(
         policy["spec"]["podSelector"]["matchLabels"],
-        m.one("Deployment")["spec"]["selector"]["matchLabels"]
+        m.deployment()["spec"]["selector"]["matchLabels"]
     );
 
     let monitor = m.one("ServiceMonitor");
@@ -485,6 +525,166 @@ fn optional_resources_render_when_enabled() {
         .collect();
     assert_eq!(matching.len(), 1);
     assert_eq!(int(&matching[0]["spec"]["ports"][0]["port"]), 9090);
+}
+
+/// `name` and `key` of an environment variable's `secretKeyRef`.
+fn secret_ref(var: &Value) -> (&str, &str) {
+    assert!(var.get("value").is_none(), "{var:?} must not be a literal");
+    let r = &var["valueFrom"]["secretKeyRef"];
+    (
+        r["name"].as_str().expect("a Secret name"),
+        r["key"].as_str().expect("a key"),
+    )
+}
+
+/// An environment variable's literal value.
+fn literal(var: &Value) -> &str {
+    var["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{var:?} has no literal value"))
+}
+
+/// Kubernetes substitutes `$(first)` into `second` only when `first` comes
+/// earlier in the list.
+fn assert_defined_before(m: &Manifests, first: &str, second: &str) {
+    let names: Vec<&str> = m.container()["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).expect(n);
+    assert!(at(first) < at(second), "{names:?}");
+}
+
+/// Whether the `matchLabels`-style `selector` selects a pod with `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_mapping()
+        .expect("a label map")
+        .iter()
+        .all(|(k, v)| &labels[k.as_str().unwrap()] == v)
+}
+
+#[test]
+fn a_redis_deployed_with_the_chart_joins_the_replicas() {
+    lint(&["redis-deployed.yaml"]).unwrap();
+    let m = Manifests::render(&["redis-deployed.yaml"]);
+    assert_eq!(int(&m.deployment()["spec"]["replicas"]), 3);
+    assert_eq!(
+        literal(m.env("SWITCHBOARD_BUS").unwrap()),
+        "redis://:$(SWITCHBOARD_REDIS_PASSWORD)@sb-switchboard-redis:6379"
+    );
+    assert_eq!(
+        secret_ref(m.env("SWITCHBOARD_REDIS_PASSWORD").unwrap()),
+        ("bus-redis", "password")
+    );
+    assert_defined_before(&m, "SWITCHBOARD_REDIS_PASSWORD", "SWITCHBOARD_BUS");
+    // The cluster name defaults to the release's full name.
+    assert_eq!(m.setting("cluster_name"), "sb-switchboard");
+    assert_eq!(m.setting("bus_timeout"), "5s");
+
+    let redis = m.named("Deployment", "sb-switchboard-redis");
+    assert_eq!(int(&redis["spec"]["replicas"]), 1);
+    assert_eq!(redis["spec"]["strategy"]["type"].as_str(), Some("Recreate"));
+    let pod = &redis["spec"]["template"];
+    let c = &pod["spec"]["containers"][0];
+    assert!(
+        c["image"].as_str().unwrap().starts_with("redis:"),
+        "the official image: {c:?}"
+    );
+    // It requires the same password, from the same Secret.
+    let command: Vec<&str> = c["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = command.iter().position(|a| *a == "--requirepass").unwrap();
+    assert_eq!(command[at + 1], "$(REDIS_PASSWORD)");
+    let password = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some("REDIS_PASSWORD"))
+        .unwrap();
+    assert_eq!(secret_ref(password), ("bus-redis", "password"));
+    assert_eq!(
+        pod["spec"]["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+
+    // Its Service selects the Redis pod and nothing of the proxy's; the
+    // proxy's Services and Deployment never select the Redis pod.
+    let redis_labels = &pod["metadata"]["labels"];
+    let proxy_labels = &m.deployment()["spec"]["template"]["metadata"]["labels"];
+    let service = m.named("Service", "sb-switchboard-redis");
+    assert_eq!(int(&service["spec"]["ports"][0]["port"]), 6379);
+    assert!(selects(&service["spec"]["selector"], redis_labels));
+    assert!(!selects(&service["spec"]["selector"], proxy_labels));
+    for name in ["sb-switchboard", "sb-switchboard-upstream"] {
+        let selector = &m.named("Service", name)["spec"]["selector"];
+        assert!(!selects(selector, redis_labels), "{name} selects Redis");
+    }
+    assert!(!selects(
+        &m.deployment()["spec"]["selector"]["matchLabels"],
+        redis_labels
+    ));
+    // Only the proxy's pods may reach it.
+    let policy = m.named("NetworkPolicy", "sb-switchboard-redis");
+    assert!(selects(
+        &policy["spec"]["podSelector"]["matchLabels"],
+        redis_labels
+    ));
+    let from = &policy["spec"]["ingress"][0]["from"];
+    assert_eq!(from.as_sequence().unwrap().len(), 1);
+    assert!(selects(
+        &from[0]["podSelector"]["matchLabels"],
+        proxy_labels
+    ));
+}
+
+#[test]
+fn a_redis_url_from_a_secret_is_referenced_not_rendered() {
+    let m = Manifests::render_with(
+        &["defaults.yaml"],
+        &["replicaCount=2,bus.type=redis,bus.redis.urlSecret.name=bus-url"],
+    );
+    assert_eq!(
+        secret_ref(m.env("SWITCHBOARD_BUS").unwrap()),
+        ("bus-url", "url")
+    );
+    assert!(m.env("SWITCHBOARD_REDIS_PASSWORD").is_none());
+    assert!(m.of_kind("Deployment").len() == 1, "no Redis deployed");
+
+    // A plain URL without a password goes into the variable as it is.
+    let m = Manifests::render_with(
+        &["defaults.yaml"],
+        &["bus.type=redis,bus.redis.url=redis://redis.data:6379/1"],
+    );
+    assert_eq!(
+        literal(m.env("SWITCHBOARD_BUS").unwrap()),
+        "redis://redis.data:6379/1"
+    );
+}
+
+#[test]
+fn bus_settings_the_chart_cannot_use_are_refused() {
+    for (set, why) in [
+        ("bus.type=redis", "needs a Redis"),
+        (
+            "bus.type=redis,bus.redis.host=a,bus.redis.deploy.enabled=true",
+            "bus.redis.host, bus.redis.deploy.enabled",
+        ),
+        ("bus.redis.deploy.enabled=true", "set bus.type to redis"),
+    ] {
+        let err = template(&["defaults.yaml"], &[set]).expect_err(set);
+        assert!(err.contains(why), "{set}: {err}");
+    }
 }
 
 #[test]
@@ -536,6 +736,16 @@ fn invalid_values_fail_the_schema() {
         ),
         ("replicaCount=two", "/replicaCount"),
         ("unknownSetting=1", "unknownSetting"),
+        // Several replicas need the bus.
+        ("replicaCount=3", "/bus/type"),
+        ("autoscaling.enabled=true", "/bus/type"),
+        ("bus.type=kafka", "/bus/type"),
+        // A password never goes into the values in plain text.
+        (
+            "bus.type=redis,bus.redis.url=redis://:hunter2@redis:6379",
+            "/bus/redis/url",
+        ),
+        ("bus.clusterName=blue team", "/bus/clusterName"),
     ] {
         let err = template(&["defaults.yaml"], &[set]).expect_err(set);
         assert!(err.contains(path), "{set}: {err}");
@@ -548,6 +758,41 @@ fn a_grace_period_shorter_than_the_drain_is_refused() {
     assert!(err.contains("terminationGracePeriodSeconds"), "{err}");
     let ok = template(&["defaults.yaml"], &["terminationGracePeriodSeconds=11"]);
     assert!(ok.is_ok(), "{ok:?}");
+}
+
+/// The rendered bus setting and config file bring a real proxy onto a real
+/// Redis: it turns ready only once connected to the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_joins_redis_with_the_rendered_bus_settings() {
+    let redis = Redis::start().await;
+    let port = redis.port().to_string();
+    let m = Manifests::render_with(
+        &["defaults.yaml"],
+        &[&format!(
+            "replicaCount=2,bus.type=redis,bus.clusterName=helm-live,bus.redis.host=127.0.0.1,bus.redis.port={port}"
+        )],
+    );
+    let bus = literal(m.env("SWITCHBOARD_BUS").unwrap()).to_owned();
+    assert_eq!(bus, format!("redis://127.0.0.1:{port}/0"));
+    let path =
+        std::env::temp_dir().join(format!("switchboard-helm-bus-{}.toml", std::process::id()));
+    std::fs::write(&path, m.config_file()).unwrap();
+    let proxy = Proxy::start_with(&["--config", path.to_str().unwrap(), "--bus", &bus]).await;
+    std::fs::remove_file(&path).ok();
+    let metrics = http::client()
+        .get(format!("{}/metrics", proxy.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_bus_connected") && l.ends_with(" 1")),
+        "{metrics}"
+    );
 }
 
 /// The proxy starts with the TOML file the ConfigMap holds (every key in it

@@ -91,3 +91,78 @@ app.kubernetes.io/component: proxy
 {{- int .Values.terminationGracePeriodSeconds }}
 {{- end }}
 {{- end }}
+
+{{/* The Redis the chart deploys with bus.redis.deploy (name within 63 characters). */}}
+{{- define "switchboard.redisName" -}}
+{{- printf "%s-redis" (include "switchboard.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Its pods' labels: a name of their own, so the proxy's selectors never match them. */}}
+{{- define "switchboard.redisSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchboard.name" . }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "switchboard.redisLabels" -}}
+helm.sh/chart: {{ include "switchboard.chart" . }}
+{{ include "switchboard.redisSelectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: bus
+{{- end }}
+
+{{- define "switchboard.clusterName" -}}
+{{- default (include "switchboard.fullname" .) .Values.bus.clusterName }}
+{{- end }}
+
+{{/*
+The proxy's bus environment with the Redis bus: SWITCHBOARD_BUS, from a
+Secret or built from its parts. A password only ever comes from a Secret:
+Kubernetes substitutes $(SWITCHBOARD_REDIS_PASSWORD) into the URL when the
+container starts, so it is never in the manifests. Fails unless exactly one
+Redis is named.
+*/}}
+{{- define "switchboard.busEnv" -}}
+{{- $r := .Values.bus.redis }}
+{{- $sources := list }}
+{{- if $r.url }}{{ $sources = append $sources "bus.redis.url" }}{{ end }}
+{{- if $r.urlSecret.name }}{{ $sources = append $sources "bus.redis.urlSecret.name" }}{{ end }}
+{{- if $r.host }}{{ $sources = append $sources "bus.redis.host" }}{{ end }}
+{{- if $r.deploy.enabled }}{{ $sources = append $sources "bus.redis.deploy.enabled" }}{{ end }}
+{{- if ne .Values.bus.type "redis" }}
+{{- if $r.deploy.enabled }}
+{{- fail "bus.redis.deploy.enabled deploys a Redis for the bus: set bus.type to redis too" }}
+{{- end }}
+{{- else if eq (len $sources) 0 }}
+{{- fail "bus.type redis needs a Redis: set bus.redis.url, bus.redis.urlSecret.name or bus.redis.host, or bus.redis.deploy.enabled" }}
+{{- else if gt (len $sources) 1 }}
+{{- fail (printf "name one Redis for the bus, not several: %s" (join ", " $sources)) }}
+{{- else if $r.urlSecret.name }}
+- name: SWITCHBOARD_BUS
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.urlSecret.name }}
+      key: {{ $r.urlSecret.key }}
+{{- else }}
+{{- $userinfo := "" }}
+{{- if $r.passwordSecret.name }}
+{{- $userinfo = printf "%s:$(SWITCHBOARD_REDIS_PASSWORD)@" $r.username }}
+- name: SWITCHBOARD_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $r.passwordSecret.name }}
+      key: {{ $r.passwordSecret.key }}
+{{- else if $r.username }}
+{{- $userinfo = printf "%s@" $r.username }}
+{{- end }}
+{{- $address := "" }}
+{{- if $r.url }}
+{{- $address = trimPrefix "redis://" $r.url }}
+{{- else if $r.deploy.enabled }}
+{{- $address = printf "%s:6379" (include "switchboard.redisName" .) }}
+{{- else }}
+{{- $address = printf "%s:%v/%v" $r.host (int $r.port) (int $r.database) }}
+{{- end }}
+- name: SWITCHBOARD_BUS
+  value: {{ printf "redis://%s%s" $userinfo $address | quote }}
+{{- end }}
+{{- end }}

@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::{StatusCode, header};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep, sleep};
+use tracing::Instrument as _;
 
 use super::table::{Entry, Input, PollAnswer, Refusal, Release};
 use super::{Request, refused, text};
@@ -47,10 +48,14 @@ pub(super) async fn poll(request: Request, entry: Arc<Entry>) -> Response {
                 entry.identity.clone(),
                 Transport::LongPolling,
             );
-            tokio::spawn(async move {
-                let _release = release;
-                run(inputs, shared, accepted, early).await;
-            });
+            let span = accepted.span();
+            tokio::spawn(
+                async move {
+                    let _release = release;
+                    run(inputs, shared, accepted, early).await;
+                }
+                .instrument(span),
+            );
             // The first poll only establishes the connection.
             text(StatusCode::OK, "")
         }
@@ -195,7 +200,6 @@ async fn run(
     accepted: Accepted,
     early: Vec<u8>,
 ) {
-    let id = accepted.id.clone();
     let mut polls = Polls::new(&shared);
     let deadline = sleep(shared.config.handshake_timeout);
     tokio::pin!(deadline);
@@ -227,13 +231,13 @@ async fn run(
     let mut session = match Session::open(shared.clone(), accepted, protocol).await {
         Ok(session) => session,
         Err(error) => {
-            tracing::info!(connection = %id, %error, "handshake refused");
+            tracing::info!(%error, "handshake refused");
             let answer = handshake::error_response(&error);
             polls.deliver_last(&mut inputs, answer).await;
             return;
         }
     };
-    tracing::debug!(connection = %id, hub = %session.handle.hub, "connected (long polling)");
+    tracing::debug!("connected");
     polls.binary = session.handle.protocol != Protocol::Json;
     // The handshake answer leads the next poll's answer.
     let mut out = BytesMut::from(&handshake::ok_response()[..]);
@@ -295,7 +299,7 @@ async fn serve(
                 Event::Poll => {}
                 Event::Deleted => return Close::quiet(CloseReason::Normal),
                 Event::Disconnected => {
-                    tracing::debug!(connection = %handle.id, "long-polling client stopped polling");
+                    tracing::debug!("client stopped polling");
                     return Close::quiet(CloseReason::TransportError);
                 }
             },

@@ -13,6 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument as _;
 
 use super::table::{Entry, Input, PollAnswer, Release};
 use super::{Request, refused};
@@ -49,10 +50,14 @@ pub(super) fn start(request: Request, entry: Arc<Entry>) -> Response {
     let (body, chunks) = mpsc::channel(BODY_QUEUE);
     // A comment line first, so clients see the stream open at once.
     let _ = body.try_send(Bytes::from_static(b":\r\n"));
-    tokio::spawn(async move {
-        let _release = release;
-        run(Io { body, inputs }, shared, accepted, early).await;
-    });
+    let span = accepted.span();
+    tokio::spawn(
+        async move {
+            let _release = release;
+            run(Io { body, inputs }, shared, accepted, early).await;
+        }
+        .instrument(span),
+    );
     let stream = ReceiverStream::new(chunks).map(Ok::<_, Infallible>);
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = StatusCode::OK;
@@ -99,14 +104,13 @@ struct Io {
 }
 
 async fn run(mut io: Io, shared: Arc<Shared>, accepted: Accepted, early: Vec<u8>) {
-    let id = accepted.id.clone();
     let Some((protocol, rest)) = handshake_phase(&mut io, &shared, early).await else {
         return;
     };
     let mut session = match Session::open(shared.clone(), accepted, protocol).await {
         Ok(session) => session,
         Err(error) => {
-            tracing::info!(connection = %id, %error, "handshake refused");
+            tracing::info!(%error, "handshake refused");
             let _ = io
                 .body
                 .send(event(&handshake::error_response(&error)))
@@ -114,7 +118,7 @@ async fn run(mut io: Io, shared: Arc<Shared>, accepted: Accepted, early: Vec<u8>
             return;
         }
     };
-    tracing::debug!(connection = %id, hub = %session.handle.hub, "connected (server-sent events)");
+    tracing::debug!("connected");
     if io
         .body
         .send(event(&handshake::ok_response()))

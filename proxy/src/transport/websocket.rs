@@ -18,6 +18,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use tokio::time::{Instant, sleep};
+use tracing::Instrument as _;
 
 use super::handover::Handover;
 use super::table::{Entry, Release, WebSocketClaim};
@@ -71,6 +72,7 @@ pub(super) fn start(
             Ok(WebSocketClaim::Resume) => {
                 let entry = entry.clone();
                 return ws.on_upgrade(move |socket| async move {
+                    // Short-lived: the connection's own task logs the rest.
                     tracing::debug!(connection = %entry.id, "stateful reconnect");
                     entry.handover.offer(socket);
                 });
@@ -84,10 +86,14 @@ pub(super) fn start(
         ),
     };
     let accepted = request.accepted(id, identity, Transport::WebSockets);
+    let span = accepted.span();
     let shared = request.shared;
-    ws.on_upgrade(move |socket| async move {
-        let _release = release;
-        run(socket, shared, accepted, early, entry).await;
+    ws.on_upgrade(move |socket| {
+        async move {
+            let _release = release;
+            run(socket, shared, accepted, early, entry).await;
+        }
+        .instrument(span)
     })
 }
 
@@ -109,7 +115,6 @@ async fn run(
     early: Vec<u8>,
     entry: Option<Arc<Entry>>,
 ) {
-    let id = accepted.id.clone();
     let allow_stateful = entry.as_ref().is_some_and(|e| e.stateful);
     let Some((protocol, stateful, rest)) =
         handshake_phase(&mut ws, &shared, early, allow_stateful).await
@@ -119,7 +124,7 @@ async fn run(
     let mut session = match Session::open(shared.clone(), accepted, protocol).await {
         Ok(session) => session,
         Err(error) => {
-            tracing::info!(connection = %id, %error, "handshake refused");
+            tracing::info!(%error, "handshake refused");
             let _ = ws.send(text(handshake::error_response(&error))).await;
             let _ = ws.send(close_frame(INTERNAL_ERROR, "no app server")).await;
             return;
@@ -134,7 +139,7 @@ async fn run(
         }
         _ => None,
     };
-    tracing::debug!(connection = %id, hub = %session.handle.hub, stateful, "connected");
+    tracing::debug!(stateful, "connected");
     let answer = frames::wrap(protocol, handshake::ok_response());
     let first = match ws.send(message(answer)).await {
         Err(_) => End::Dropped(Close::quiet(CloseReason::TransportError)),
@@ -188,7 +193,7 @@ async fn resume_loop(
             End::Closed(close) => return close,
             End::Replaced(socket) => ws = *socket,
             End::Dropped(close) => {
-                tracing::debug!(connection = %handle.id, reason = %close.reason, "socket dropped; holding the connection for a reconnect");
+                tracing::debug!(reason = %close.reason, "socket dropped; holding the connection for a reconnect");
                 drop(ws);
                 let expiry = sleep(shared.config.disconnect_timeout);
                 tokio::pin!(expiry);
@@ -196,7 +201,7 @@ async fn resume_loop(
                     tokio::select! {
                         socket = handover.next() => break socket,
                         _ = &mut expiry => {
-                            tracing::debug!(connection = %handle.id, "no reconnect within the disconnect timeout");
+                            tracing::debug!("no reconnect within the disconnect timeout");
                             return close;
                         }
                         // Producers keep queueing; a close (overflow, server
@@ -210,7 +215,7 @@ async fn resume_loop(
                 };
             }
         }
-        tracing::debug!(connection = %handle.id, "connection resumed");
+        tracing::debug!("connection resumed");
         end = serve(&mut ws, shared, session, Some(handover), true).await;
     }
 }
@@ -355,7 +360,7 @@ async fn serve(
                     Some(Ok(m)) => m,
                     None => return dropped(CloseReason::Normal),
                     Some(Err(e)) => {
-                        tracing::debug!(connection = %handle.id, error = %e, "websocket read failed");
+                        tracing::debug!(error = %e, "websocket read failed");
                         return dropped(CloseReason::TransportError);
                     }
                 };

@@ -1,4 +1,6 @@
-//! What the proxy does with each message an app server sends.
+//! What the proxy does with each message an app server sends. Runs in the
+//! link's span (link id and app server id), so log lines here do not repeat
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +8,7 @@ use std::time::Duration;
 use switchboard_proto::{self as pb, ack::Status, proxy_message::Kind, server_message::Kind as In};
 
 use futures_util::FutureExt as _;
+use tracing::Instrument as _;
 
 use super::Link;
 use crate::Shared;
@@ -37,7 +40,7 @@ pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessag
                 .map(|_| ())
                 .map_err(|e| (Status::Error, e.to_string()));
             if let Err((_, e)) = &result {
-                tracing::warn!(link = link.id, error = %e, "app server send refused");
+                tracing::warn!(error = %e, "app server send refused");
             }
             (send.ack_id, result)
         }
@@ -66,7 +69,7 @@ pub async fn handle(shared: &Shared, link: &Arc<Link>, message: pb::ServerMessag
             return answer(link, ack_id, shared.bus.query(query)).await;
         }
         In::Hello(_) => {
-            tracing::warn!(link = link.id, "ignoring a second Hello on a link");
+            tracing::warn!("ignoring a second Hello on a link");
             return;
         }
         In::Ping(_) => return,
@@ -97,10 +100,14 @@ async fn answer(link: &Arc<Link>, ack_id: u64, mut answer: Answer) {
         Some(result) => acknowledge(link, ack_id, result).await,
         None => {
             let link = link.clone();
-            tokio::spawn(async move {
-                let result = answer.await;
-                acknowledge(&link, ack_id, result).await;
-            });
+            // Still the link's work: it keeps the link's span.
+            tokio::spawn(
+                async move {
+                    let result = answer.await;
+                    acknowledge(&link, ack_id, result).await;
+                }
+                .in_current_span(),
+            );
         }
     }
 }
