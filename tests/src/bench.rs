@@ -3,9 +3,11 @@
 //! MessagePack) over worker processes and source addresses, runs one
 //! bounded scenario and prints a JSON report followed by a one-line summary.
 //!
-//! Data path: [`cli`] picks the scenario; [`stack`] starts the servers;
-//! [`worker`] runs [`client`]s speaking [`wire`] and counting into
-//! [`stats`]; [`publish`] drives `POST /publish` and sums up a step.
+//! Data path: [`cli`] picks the scenario; [`stack`] starts the servers
+//! (Switchboard, or a peer from [`peers`]); [`worker`] runs [`client`]s
+//! speaking [`wire`] and counting into [`stats`]; [`publish`] drives
+//! `POST /publish` and sums up a step; [`compare`] runs one scenario
+//! against every system and sets the figures side by side.
 
 // The binary loads this file by path (it is not part of the library), so
 // each submodule is named by path too.
@@ -15,6 +17,8 @@ mod broadcast;
 pub mod cli;
 #[path = "bench/client.rs"]
 pub mod client;
+#[path = "bench/compare.rs"]
+mod compare;
 #[path = "bench/connect.rs"]
 mod connect;
 #[path = "bench/echo.rs"]
@@ -23,6 +27,8 @@ mod echo;
 mod groups;
 #[path = "bench/idle.rs"]
 mod idle;
+#[path = "bench/peers.rs"]
+pub mod peers;
 #[path = "bench/publish.rs"]
 pub mod publish;
 #[path = "bench/slow.rs"]
@@ -43,6 +49,7 @@ use clap::Parser as _;
 use serde_json::Value;
 
 use cli::{Cli, Common, Scenario};
+use peers::System;
 use stack::Stack;
 use worker::{Connected, Job, Pool};
 
@@ -62,6 +69,7 @@ pub async fn main() -> Result<()> {
         Scenario::Echo(args) => echo::run(args).await,
         Scenario::Connect(args) => connect::run(args).await,
         Scenario::Slow(args) => slow::run(args).await,
+        Scenario::Compare(args) => compare::run(args).await,
     }
 }
 
@@ -72,9 +80,13 @@ impl Common {
             .unwrap_or_else(|| switchboard_tests::workspace::root().join("target/release"))
     }
 
-    /// Starts the servers with `proxy_args`.
+    /// Starts the servers: Switchboard with `proxy_args`, or the peer.
     async fn stack(&self, proxy_args: &[&str]) -> Result<Stack> {
-        Stack::start(&self.bin_dir(), proxy_args).await
+        match self.target {
+            System::Switchboard => Stack::start(&self.bin_dir(), proxy_args).await,
+            System::Pushpin => peers::pushpin::start().await,
+            System::Socketio => peers::socketio::start().await,
+        }
     }
 
     /// Spreads `total` clients over the workers (each job adjusted by
@@ -96,7 +108,9 @@ impl Common {
                     count: total * (w + 1) / workers - first,
                     sources: self.sources,
                     concurrency: self.concurrency,
-                    ping_every_ms: Some(PING_EVERY_MS),
+                    // Peers keep connections alive themselves (socket.io's
+                    // server pings; Pushpin needs nothing).
+                    ping_every_ms: (self.target == System::Switchboard).then_some(PING_EVERY_MS),
                     group_sizes: Vec::new(),
                     slow_every: None,
                     echo: false,
@@ -106,12 +120,33 @@ impl Common {
             })
             .collect();
         let exe = std::env::current_exe().context("locating this binary for the workers")?;
-        Pool::start(&exe, &jobs).await
+        let started = Pool::start(&exe, &jobs).await?;
+        if self.target == System::Pushpin {
+            tokio::time::sleep(peers::pushpin::SETTLE).await;
+        }
+        Ok(started)
+    }
+
+    /// What the clients talk to, for summary lines: the system, and for
+    /// Switchboard the hub protocol and how tokens are obtained.
+    fn label(&self) -> String {
+        match self.target {
+            System::Switchboard => format!(
+                "switchboard, {}, {}",
+                self.protocol,
+                serde_json::to_value(self.auth)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            peer => peer.to_string(),
+        }
     }
 
     /// The settings to put in a report.
     fn describe(&self) -> Value {
         serde_json::json!({
+            "target": self.target,
             "workers": self.workers,
             "source_addresses": self.sources,
             "protocol": self.protocol,

@@ -122,6 +122,7 @@ pub(super) async fn run(args: Broadcast) -> Result<()> {
         "scenario": "broadcast",
         "subscribers": connected.ok,
         "settings": common.describe(),
+        "system": stack.about(),
         "p99_limit_ms": args.p99_limit_ms,
         "sizes": sizes,
     });
@@ -130,7 +131,7 @@ pub(super) async fn run(args: Broadcast) -> Result<()> {
         &format!(
             "broadcast: {} subscribers ({}); {}",
             connected.ok,
-            common.protocol,
+            common.label(),
             summary.join("; ")
         ),
     )

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::client::Auth;
+use super::peers::System;
 use super::wire::Protocol;
 
 /// Load generator for Switchboard: starts a proxy and the `benchhub` app
@@ -36,6 +37,9 @@ pub enum Scenario {
     /// A broadcast while some clients stop reading: healthy latency before
     /// and during, proxy memory over time, how the slow ones end.
     Slow(Slow),
+    /// Runs one scenario against Switchboard and each peer in turn and
+    /// prints Switchboard / peer ratios beside the absolute figures.
+    Compare(Compare),
     /// Runs one worker (started by the other commands).
     #[command(hide = true)]
     Worker,
@@ -44,6 +48,10 @@ pub enum Scenario {
 /// Settings every scenario shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
+    /// What the clients connect to: Switchboard or a peer (idle, broadcast,
+    /// groups and connect run against every one).
+    #[arg(long, value_enum, default_value_t = System::Switchboard)]
+    pub target: System,
     /// Directory holding `switchboard` and `examples/benchhub`.
     /// [default: target/release of this workspace]
     #[arg(long)]
@@ -192,4 +200,24 @@ pub struct Slow {
     pub publishing: Publishing,
     #[command(flatten)]
     pub common: Common,
+}
+
+/// `compare`.
+#[derive(Debug, Args)]
+pub struct Compare {
+    /// Systems to run, comma-separated; ratios are Switchboard / each other.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "switchboard,pushpin,socketio"
+    )]
+    pub targets: Vec<System>,
+    /// Where to write the JSON with every report and the ratios.
+    /// [default: target/bench/compare-SCENARIO.json in this workspace]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The scenario and its options, after `--`, as for a single run (no
+    /// `--target`): `idle`, `broadcast`, `groups` or `connect`.
+    #[arg(last = true, required = true)]
+    pub scenario: Vec<String>,
 }

@@ -1,7 +1,9 @@
 //! One bench client: reaches the proxy (negotiating through the app server,
 //! or with a token it mints itself), opens the WebSocket from a chosen
 //! source address, does the handshake, then receives `Bench` messages,
-//! answers the keep-alive with pings, or invokes `Echo` back to back.
+//! answers the keep-alive with pings, or invokes `Echo` back to back. Peer
+//! clients (see [`super::peers`]) open their peer's WebSocket instead and
+//! speak its framing.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +22,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::peers::{self, System};
 use super::stats::{Part, SequenceTracker};
 use super::wire::{self, Incoming, Outgoing, Protocol};
 use switchboard_tests::signalr;
@@ -54,6 +57,9 @@ pub struct Target {
     pub auth: Auth,
     /// Hub protocol.
     pub protocol: Protocol,
+    /// What serves the clients.
+    #[serde(default)]
+    pub system: System,
 }
 
 /// Settings of one connection.
@@ -65,11 +71,14 @@ pub struct Options {
     pub source: Option<Ipv4Addr>,
     /// `SO_RCVBUF`, so a client that stops reading backs up at the proxy fast.
     pub receive_buffer: Option<u32>,
+    /// Groups (rooms, channels) to join once connected.
+    pub groups: Vec<String>,
 }
 
 /// A connected, handshaken client.
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
+    system: System,
     protocol: Protocol,
     /// Bytes that followed the handshake response in its frame.
     leftover: Vec<u8>,
@@ -93,13 +102,17 @@ pub fn unix_micros() -> u64 {
         .unwrap_or_default()
 }
 
-/// Connects, handshakes, and returns the client with how long that took.
+/// Connects, handshakes, and returns the client with how long that took;
+/// then joins the groups of `options` (not part of that time).
 pub async fn connect(
     http: &reqwest::Client,
     target: &Target,
     options: &Options,
 ) -> Result<(Client, Duration)> {
     let started = Instant::now();
+    if target.system != System::Switchboard {
+        return connect_peer(target, options, started).await;
+    }
     let (url, token) = match target.auth {
         Auth::Negotiate => {
             let redirect =
@@ -116,6 +129,63 @@ pub async fn connect(
             (signalr::websocket_url(&client_url, None)?, token)
         }
     };
+    let stream = open(&url, options).await?;
+    let mut request = url.as_str().into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    let ws = upgrade(request, stream).await?;
+    let mut client = Client {
+        ws,
+        system: target.system,
+        protocol: target.protocol,
+        leftover: Vec::new(),
+        next_invocation: 0,
+    };
+    client.handshake().await?;
+    let took = started.elapsed();
+    if !options.groups.is_empty() {
+        client
+            .invoke("JoinGroups", &[json!(options.groups)])
+            .await?;
+    }
+    Ok((client, took))
+}
+
+/// [`connect`] for a peer: its WebSocket path, its handshake, its joins.
+async fn connect_peer(
+    target: &Target,
+    options: &Options,
+    started: Instant,
+) -> Result<(Client, Duration)> {
+    let path = match target.system {
+        System::Pushpin => peers::pushpin::path(&options.groups),
+        _ => peers::socketio::PATH.to_owned(),
+    };
+    let http_url = format!("{}{path}", target.proxy_url);
+    let url = signalr::websocket_url(&http_url, None)?;
+    let stream = open(&url, options).await?;
+    let mut ws = upgrade(url.as_str().into_client_request()?, stream).await?;
+    if target.system == System::Socketio {
+        peers::socketio::handshake(&mut ws).await?;
+    }
+    let took = started.elapsed();
+    if target.system == System::Socketio && !options.groups.is_empty() {
+        peers::socketio::join(&mut ws, &options.groups).await?;
+    }
+    let client = Client {
+        ws,
+        system: target.system,
+        protocol: target.protocol,
+        leftover: Vec::new(),
+        next_invocation: 0,
+    };
+    Ok((client, took))
+}
+
+/// Opens the TCP connection to `url`'s host from the chosen source address.
+async fn open(url: &reqwest::Url, options: &Options) -> Result<TcpStream> {
     let host = url.host_str().context("WebSocket URL without a host")?;
     let port = url.port_or_known_default().context("no port")?;
     let address = SocketAddr::new(host.parse().context("the proxy host must be an IP")?, port);
@@ -133,23 +203,18 @@ pub async fn connect(
         .await
         .with_context(|| format!("connecting to {address}"))?;
     stream.set_nodelay(true)?;
-    let mut request = url.as_str().into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}"))?,
-    );
+    Ok(stream)
+}
+
+async fn upgrade(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    stream: TcpStream,
+) -> Result<WebSocketStream<TcpStream>> {
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .context("WebSocket upgrade")?;
-    let mut client = Client {
-        ws,
-        protocol: target.protocol,
-        leftover: Vec::new(),
-        next_invocation: 0,
-    };
-    client.handshake().await?;
-    Ok((client, started.elapsed()))
+    Ok(ws)
 }
 
 /// A client token as the proxy expects it (see `sdk/src/token.rs`): HS256,
@@ -193,6 +258,15 @@ impl Client {
                 self.leftover = rest.to_vec();
                 return Ok(());
             }
+        }
+    }
+
+    /// Decodes one frame's payload in this client's framing.
+    fn decode(&self, bytes: &[u8], out: &mut Vec<Incoming>) -> Result<(), String> {
+        match self.system {
+            System::Switchboard => self.protocol.decode(bytes, out),
+            System::Pushpin => peers::pushpin::decode(bytes, out),
+            System::Socketio => peers::socketio::decode(bytes, out),
         }
     }
 
@@ -280,7 +354,7 @@ impl Client {
         let mut tracker = SequenceTracker::default();
         let mut messages = Vec::new();
         let leftover = std::mem::take(&mut self.leftover);
-        if let Err(error) = self.protocol.decode(&leftover, &mut messages) {
+        if let Err(error) = self.decode(&leftover, &mut messages) {
             record(Record::Error(error));
         }
         let mut ping = ping_every
@@ -301,6 +375,11 @@ impl Client {
                             "Close message: {}",
                             error.as_deref().unwrap_or("(no error)")
                         );
+                    }
+                    Incoming::Answer(text) => {
+                        if let Err(error) = self.send(Outgoing::Text(text)).await {
+                            return format!("socket error answering a ping: {error}");
+                        }
                     }
                     _ => {}
                 }
@@ -332,7 +411,7 @@ impl Client {
                         Some(Err(error)) => return format!("socket error: {error}"),
                         None => return "end of stream".to_owned(),
                     };
-                    if let Err(error) = self.protocol.decode(bytes, &mut messages) {
+                    if let Err(error) = self.decode(bytes, &mut messages) {
                         record(Record::Error(error));
                     }
                 }

@@ -23,6 +23,7 @@ pub(super) async fn run(args: Connect) -> Result<()> {
     let report = json!({
         "scenario": "connect",
         "settings": common.describe(),
+        "system": stack.about(),
         "concurrency_per_worker": common.concurrency,
         "connections": connected.ok,
         "failed": connected.failed,
@@ -38,10 +39,9 @@ pub(super) async fn run(args: Connect) -> Result<()> {
     super::print(
         &report,
         &format!(
-            "connect: {} connections ({}, {}) in {:.2} s: {rate:.0} connections/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+            "connect: {} connections ({}) in {:.2} s: {rate:.0} connections/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
             connected.ok,
-            report["settings"]["auth"].as_str().unwrap_or_default(),
-            common.protocol,
+            common.label(),
             connected.seconds,
             times.p50,
             times.p99,

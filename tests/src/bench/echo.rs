@@ -9,6 +9,7 @@ use super::worker::Command;
 
 pub(super) async fn run(args: Echo) -> Result<()> {
     let common = &args.common;
+    common.target.check_hub("echo")?;
     let mut stack = common.stack(&[]).await?;
     let (mut pool, connected) = common
         .pool(&stack, args.clients, |job| job.echo = true)

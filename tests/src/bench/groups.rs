@@ -51,13 +51,15 @@ pub(super) async fn run(args: Groups) -> Result<()> {
         "scenario": "groups",
         "connections": connected.ok,
         "settings": common.describe(),
+        "system": stack.about(),
         "phases": phases,
     });
     super::print(
         &report,
         &format!(
-            "groups: {} connections, {} msgs/s of {} B to random groups; {}",
+            "groups: {} connections ({}), {} msgs/s of {} B to random groups; {}",
             connected.ok,
+            common.label(),
             args.rate,
             args.size,
             summary.join("; ")

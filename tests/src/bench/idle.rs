@@ -34,6 +34,7 @@ pub(super) async fn run(args: Idle) -> Result<()> {
         "scenario": "idle",
         "connections": connected.ok,
         "settings": common.describe(),
+        "system": stack.about(),
         "connect_seconds": connected.seconds,
         "generator_rss_kib": connected.rss_kib,
         "proxy_rss_kib_before": rss0,
@@ -46,8 +47,9 @@ pub(super) async fn run(args: Idle) -> Result<()> {
     super::print(
         &report,
         &format!(
-            "idle: {} connections; proxy RSS {:.0} B/connection; kernel slab {:.0} B/connection (both ends); idle proxy CPU {:.2} % of a core",
+            "idle: {} connections ({}); server RSS {:.0} B/connection; kernel slab {:.0} B/connection (both ends); idle server CPU {:.2} % of a core",
             connected.ok,
+            common.label(),
             per(rss0, held.rss_kib),
             per(slab0, slab1),
             idle_cpu * 100.0

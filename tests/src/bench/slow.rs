@@ -31,6 +31,7 @@ struct Sample {
 
 pub(super) async fn run(args: Slow) -> Result<()> {
     let common = &args.common;
+    common.target.check_hub("slow")?;
     let limit = args.outbox_limit.to_string();
     let mut stack = common.stack(&["--outbox-limit", &limit]).await?;
     let every = (100.0 / args.slow_percent).round().max(1.0) as u64;
@@ -54,7 +55,7 @@ pub(super) async fn run(args: Slow) -> Result<()> {
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(sample(
         stack.proxy_pid(),
-        stack.admin_url().to_owned(),
+        stack.admin_url()?.to_owned(),
         started,
         stopped,
     ));

@@ -1,7 +1,7 @@
 //! The system under test: a proxy and the `benchhub` app server started
-//! from a build directory on free loopback ports, plus what the kernel
-//! tells about the proxy process (CPU time, resident memory) and the
-//! machine (slab memory).
+//! from a build directory on free loopback ports (or a peer, see
+//! [`super::peers`]), plus what the kernel tells about the measured server
+//! processes (CPU time, resident memory) and the machine (slab memory).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use super::client::{Auth, Target};
+use super::peers::System;
 use super::wire::Protocol;
 use switchboard_tests::http::client as http_client;
 use switchboard_tests::ports::free_port;
@@ -20,15 +21,25 @@ const ACCESS_KEY: &str = "switchboard-bench-access-key-0123456789";
 /// How long the proxy and app server may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running proxy and app server; both are killed on drop.
+/// A running proxy and app server (or a peer and its origin); all are
+/// killed on drop.
 pub struct Stack {
     // Declared first so it stops first: the proxy going away first would
     // make it log a lost link.
-    _app: Server,
-    proxy: Server,
-    proxy_url: String,
-    app_url: String,
-    admin_url: String,
+    pub(super) _app: Option<Server>,
+    /// The processes whose CPU and memory the reports call the proxy's,
+    /// each with its descendants.
+    pub(super) measured: Vec<Server>,
+    pub(super) system: System,
+    pub(super) proxy_url: String,
+    /// Where `POST /publish` is served.
+    pub(super) app_url: String,
+    /// Switchboard's admin server; peers have none.
+    pub(super) admin_url: Option<String>,
+    /// Name, version and settings of what runs, for reports.
+    pub(super) about: serde_json::Value,
+    /// Runtime files of the servers, removed on drop (after them).
+    pub(super) _scratch: Option<Scratch>,
 }
 
 impl Stack {
@@ -65,12 +76,24 @@ impl Stack {
             .wait_until_ok(&format!("{app_url}/health"))
             .await?;
         Ok(Self {
-            proxy,
-            _app: app_server,
+            _app: Some(app_server),
+            measured: vec![proxy],
+            system: System::Switchboard,
             proxy_url,
             app_url,
-            admin_url,
+            admin_url: Some(admin_url),
+            about: serde_json::json!({
+                "system": "switchboard",
+                "proxy": bin_dir.join("switchboard"),
+                "proxy_args": proxy_args,
+            }),
+            _scratch: None,
         })
+    }
+
+    /// What runs, with versions and settings, for reports.
+    pub fn about(&self) -> &serde_json::Value {
+        &self.about
     }
 
     /// Where clients connect, with the given token path and protocol.
@@ -81,6 +104,7 @@ impl Stack {
             access_key: ACCESS_KEY.to_owned(),
             auth,
             protocol,
+            system: self.system,
         }
     }
 
@@ -89,27 +113,55 @@ impl Stack {
         &self.app_url
     }
 
-    /// CPU time and memory of the proxy now.
+    /// CPU time and memory of the proxy (or the peer's processes, with
+    /// their children) now.
     pub fn proxy_usage(&mut self) -> Result<Usage> {
-        if let Some(status) = self.proxy.child.try_wait()? {
-            bail!("the proxy exited ({status}); its log is above");
+        let mut total = Usage::default();
+        for server in &mut self.measured {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("{} exited ({status}); its log is above", server.name);
+            }
+            let usage = Usage::of_tree(server.child.id())?;
+            total.cpu_seconds += usage.cpu_seconds;
+            total.rss_kib += usage.rss_kib;
         }
-        Usage::of(self.proxy.child.id())
+        Ok(total)
     }
 
     /// A counter from the proxy's `/metrics` (see [`metric`]).
     pub async fn metric(&self, name: &str) -> Result<f64> {
-        metric(&self.admin_url, name).await
+        metric(self.admin_url()?, name).await
     }
 
     /// The proxy's process id.
     pub fn proxy_pid(&self) -> u32 {
-        self.proxy.child.id()
+        self.measured[0].child.id()
     }
 
-    /// The proxy's admin URL (`/metrics`, `/readyz`).
-    pub fn admin_url(&self) -> &str {
-        &self.admin_url
+    /// The proxy's admin URL (`/metrics`, `/readyz`); Switchboard only.
+    pub fn admin_url(&self) -> Result<&str> {
+        self.admin_url
+            .as_deref()
+            .with_context(|| format!("{} has no admin server", self.system))
+    }
+}
+
+/// A directory for a server's runtime files, removed on drop.
+pub(super) struct Scratch(pub(super) PathBuf);
+
+impl Scratch {
+    /// Creates a fresh directory under the system's temporary directory.
+    pub(super) fn new(name: &str) -> Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("{name}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -132,7 +184,7 @@ pub async fn metric(admin_url: &str, name: &str) -> Result<f64> {
         .sum())
 }
 
-fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
+pub(super) fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
     if !path.is_file() {
         bail!(
@@ -143,24 +195,62 @@ fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// How long a runner may take to stop its children after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A server process; its log goes to the generator's stderr. Killed on drop.
-struct Server {
+pub(super) struct Server {
     name: &'static str,
     child: Child,
+    /// It starts processes of its own: stopped with SIGTERM so it stops
+    /// them (SIGKILL would orphan them), and what remains is killed.
+    runner: bool,
 }
 
 impl Server {
-    fn spawn(name: &'static str, mut command: Command) -> Result<Self> {
+    pub(super) fn spawn(name: &'static str, mut command: Command) -> Result<Self> {
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {name}"))?;
-        Ok(Self { name, child })
+        Ok(Self {
+            name,
+            child,
+            runner: false,
+        })
+    }
+
+    /// Marks this server as one that starts child processes (see `runner`).
+    pub(super) fn runner(mut self) -> Self {
+        self.runner = true;
+        self
+    }
+
+    /// SIGTERM, a wait of up to [`STOP_TIMEOUT`], then SIGKILL for the
+    /// children it started that are still there (same pid, same name).
+    fn stop_runner(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pid = self.child.id();
+        let comm = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok();
+        let children: Vec<(u32, Option<String>)> =
+            descendants(pid).into_iter().map(|c| (c, comm(c))).collect();
+        let as_pid = |pid: u32| Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+        let _ = kill(as_pid(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (child, name) in children {
+            if name.is_some() && comm(child) == name {
+                let _ = kill(as_pid(child), Signal::SIGKILL);
+            }
+        }
     }
 
     /// Polls `url` until it answers 200.
-    async fn wait_until_ok(&mut self, url: &str) -> Result<()> {
+    pub(super) async fn wait_until_ok(&mut self, url: &str) -> Result<()> {
         let http = http_client();
         let started = Instant::now();
         loop {
@@ -184,6 +274,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.runner {
+            self.stop_runner();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -215,6 +308,62 @@ impl Usage {
             rss_kib: kib_field(&status, "VmRSS:").context("no VmRSS")?,
         })
     }
+}
+
+impl Usage {
+    /// [`Usage::of`] summed over `pid` and all its descendants (Pushpin
+    /// runs its work in child processes).
+    pub fn of_tree(pid: u32) -> Result<Self> {
+        let mut total = Self::of(pid)?;
+        for child in descendants(pid) {
+            // A child may be gone between listing and reading.
+            if let Ok(usage) = Self::of(child) {
+                total.cpu_seconds += usage.cpu_seconds;
+                total.rss_kib += usage.rss_kib;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Every process below `root`, from each process's parent in `/proc/PID/stat`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // The parent is the second field after the command name.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, after)| after.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// Kernel slab memory of the whole machine, KiB (socket structures live there).

@@ -77,6 +77,8 @@ pub enum Incoming {
     },
     /// Keep-alive.
     Ping,
+    /// A frame the client must send back at once (Engine.IO's pong).
+    Answer(String),
     /// The server closes the connection.
     Close {
         /// The error text, if any.

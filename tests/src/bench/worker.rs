@@ -14,7 +14,6 @@ use anyhow::{Context as _, Result, bail};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command as Process};
 use tokio::sync::watch;
@@ -276,16 +275,13 @@ async fn connect_all(job: &Job) -> (Connected, Vec<(u64, Client)>) {
                 source: (job.sources > 0)
                     .then(|| Ipv4Addr::new(127, 0, 0, 2 + (index % u64::from(job.sources)) as u8)),
                 receive_buffer: slow.then_some(SLOW_RECEIVE_BUFFER),
+                groups: groups
+                    .iter()
+                    .map(|size| format!("s{size}-{}", index / size))
+                    .collect(),
             };
             tasks.spawn(async move {
-                let (mut client, took) = client::connect(&http, &target, &options).await?;
-                if !groups.is_empty() {
-                    let names: Vec<String> = groups
-                        .iter()
-                        .map(|size| format!("s{size}-{}", index / size))
-                        .collect();
-                    client.invoke("JoinGroups", &[json!(names)]).await?;
-                }
+                let (client, took) = client::connect(&http, &target, &options).await?;
                 anyhow::Ok((index, client, took))
             });
             next += 1;
