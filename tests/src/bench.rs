@@ -1,13 +1,15 @@
-//! The load generator behind `switchboard-bench`: starts a proxy and the
-//! `benchhub` app server, spreads SignalR WebSocket clients (JSON or
-//! MessagePack) over worker processes and source addresses, runs one
-//! bounded scenario and prints a JSON report followed by a one-line summary.
+//! The load generator behind `switchboard-bench`: starts a proxy (or
+//! several replicas sharing a Redis) and the `benchhub` app server, spreads
+//! SignalR WebSocket clients (JSON or MessagePack) over worker processes and
+//! source addresses, runs one bounded scenario and prints a JSON report
+//! followed by a one-line summary.
 //!
 //! Data path: [`cli`] picks the scenario; [`stack`] starts the servers
-//! (Switchboard, or a peer from [`peers`]); [`worker`] runs [`client`]s
-//! speaking [`wire`] and counting into [`stats`]; [`publish`] drives
-//! `POST /publish` and sums up a step; [`compare`] runs one scenario
-//! against every system and sets the figures side by side.
+//! (Switchboard's replicas and their [`redis`], or a peer from [`peers`]);
+//! [`worker`] runs [`client`]s speaking [`wire`] and counting into
+//! [`stats`]; [`publish`] drives `POST /publish` and sums up a step;
+//! [`compare`] runs one scenario against every system and sets the figures
+//! side by side.
 
 // The binary loads this file by path (it is not part of the library), so
 // each submodule is named by path too.
@@ -31,6 +33,8 @@ mod idle;
 pub mod peers;
 #[path = "bench/publish.rs"]
 pub mod publish;
+#[path = "bench/redis.rs"]
+pub mod redis;
 #[path = "bench/slow.rs"]
 mod slow;
 #[path = "bench/stack.rs"]
@@ -57,6 +61,10 @@ use worker::{Connected, Job, Pool};
 /// timeout is 30 s).
 const PING_EVERY_MS: u64 = 15_000;
 
+/// Clients one worker holds at most: each is an open file, and a process
+/// may have 20 000 here; the rest is left for the worker's own files.
+const CLIENTS_PER_WORKER: u64 = 19_000;
+
 /// Parses the command line and runs the scenario (or the worker).
 pub async fn main() -> Result<()> {
     // Each worker holds thousands of sockets.
@@ -82,8 +90,13 @@ impl Common {
 
     /// Starts the servers: Switchboard with `proxy_args`, or the peer.
     async fn stack(&self, proxy_args: &[&str]) -> Result<Stack> {
+        if self.replicas > 1 && self.target != System::Switchboard {
+            anyhow::bail!("--replicas is for Switchboard; {} runs as one", self.target);
+        }
         match self.target {
-            System::Switchboard => Stack::start(&self.bin_dir(), proxy_args).await,
+            System::Switchboard => {
+                Stack::start(&self.bin_dir(), proxy_args, self.replicas as usize).await
+            }
             System::Pushpin => peers::pushpin::start().await,
             System::Socketio => peers::socketio::start().await,
         }
@@ -97,7 +110,10 @@ impl Common {
         total: u64,
         adjust: impl Fn(&mut Job),
     ) -> Result<(Pool, Connected)> {
-        let workers = self.workers.clamp(1, total.max(1));
+        let workers = self
+            .workers
+            .max(total.div_ceil(CLIENTS_PER_WORKER))
+            .clamp(1, total.max(1));
         let target = stack.target(self.auth, self.protocol);
         let jobs: Vec<Job> = (0..workers)
             .map(|w| {
@@ -132,7 +148,12 @@ impl Common {
     fn label(&self) -> String {
         match self.target {
             System::Switchboard => format!(
-                "switchboard, {}, {}",
+                "switchboard{}, {}, {}",
+                if self.replicas > 1 {
+                    format!(" × {} replicas", self.replicas)
+                } else {
+                    String::new()
+                },
                 self.protocol,
                 serde_json::to_value(self.auth)
                     .ok()
@@ -147,6 +168,7 @@ impl Common {
     fn describe(&self) -> Value {
         serde_json::json!({
             "target": self.target,
+            "replicas": self.replicas,
             "workers": self.workers,
             "source_addresses": self.sources,
             "protocol": self.protocol,

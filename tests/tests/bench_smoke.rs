@@ -183,3 +183,76 @@ async fn idle_connections_are_measured() {
     assert!(number(&report, "proxy_rss_bytes_per_connection") > 0.0);
     assert!(number(&report, "proxy_idle_cpu_share") >= 0.0);
 }
+
+#[tokio::test]
+async fn broadcast_across_two_replicas_reaches_every_subscriber_once() {
+    let report = bench(&[
+        "broadcast",
+        "--replicas",
+        "2",
+        "--subscribers",
+        "200",
+        "--sizes",
+        "100",
+        "--start-rate",
+        "20",
+        "--max-steps",
+        "2",
+        "--step-seconds",
+        "1",
+        "--p99-limit-ms",
+        "5000",
+    ])
+    .await;
+    let replicas = &report["replicas"];
+    assert_eq!(number(replicas, "count"), 2.0, "{replicas:#}");
+    assert_eq!(number(replicas, "total_connections"), 200.0, "{replicas:#}");
+    for replica in replicas["each"].as_array().unwrap() {
+        // Round robin: each replica holds half the subscribers.
+        assert_eq!(number(replica, "connections"), 100.0, "{replica:#}");
+        assert!(number(replica, "rss_kib") > 0.0);
+    }
+    let size = &report["sizes"][0];
+    assert_eq!(number(size, "lost"), 0.0, "{size:#}");
+    let half = &size["half_rate"];
+    assert_eq!(
+        number(half, "delivered"),
+        number(half, "expected"),
+        "{half:#}"
+    );
+    assert_eq!(number(half, "expected"), number(half, "sent") * 200.0);
+    assert_eq!(number(half, "duplicates"), 0.0);
+    assert_eq!(half["replica_cpu_seconds"].as_array().unwrap().len(), 2);
+    // benchhub gives each broadcast to one replica, which publishes it once.
+    let published = number(half, "redis.messages_published_per_second");
+    assert!(published > 0.0, "{half:#}");
+    assert!(number(half, "redis.pubsub_channels") > 0.0);
+}
+
+#[tokio::test]
+async fn idle_connections_across_two_replicas_through_negotiate() {
+    let report = bench(&[
+        "idle",
+        "--replicas",
+        "2",
+        "--connections",
+        "300",
+        "--settle-seconds",
+        "1",
+        "--auth",
+        "negotiate",
+    ])
+    .await;
+    assert_eq!(number(&report, "connections"), 300.0);
+    assert_eq!(number(&report, "connections_held_by_replicas"), 300.0);
+    let replicas = report["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2);
+    for replica in replicas {
+        assert_eq!(number(replica, "connections"), 150.0, "{replica:#}");
+        assert!(
+            number(replica, "rss_bytes_per_connection") > 0.0,
+            "{replica:#}"
+        );
+    }
+    assert!(number(&report, "redis_while_idle.rss_kib") > 0.0);
+}

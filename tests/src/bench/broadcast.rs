@@ -16,6 +16,21 @@ use super::worker::Pool;
 /// Share of the offered delivery rate a step must reach to pass.
 const KEEP_UP: f64 = 0.9;
 
+/// With several replicas, how many connections each holds, for summaries.
+pub(super) async fn spread(stack: &Stack) -> Result<String> {
+    if stack.replica_count() < 2 {
+        return Ok(String::new());
+    }
+    let held = stack.replica_connections().await?;
+    Ok(format!(
+        ", held {}",
+        held.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    ))
+}
+
 /// Whether a step kept up within the latency limit.
 pub(super) fn passed(step: &Step, p99_limit_ms: f64) -> bool {
     step.lost == 0
@@ -100,13 +115,20 @@ pub(super) async fn run(args: Broadcast) -> Result<()> {
         let lost: u64 = steps.iter().chain(half.as_ref()).map(|s| s.lost).sum();
         summary.push(match &half {
             Some(half) => format!(
-                "{size} B: max {max_rate:.0} deliveries/s with p99 < {} ms; at half: p50 {:.2} / p99 {:.2} / p99.9 {:.2} / max {:.2} ms, {:.2} proxy CPU-s per million",
+                "{size} B: max {max_rate:.0} deliveries/s with p99 < {} ms; at half: p50 {:.2} / p99 {:.2} / p99.9 {:.2} / max {:.2} ms, {:.2} proxy CPU-s per million{}",
                 args.p99_limit_ms,
                 half.latency_ms.p50,
                 half.latency_ms.p99,
                 half.latency_ms.p999,
                 half.latency_ms.max,
                 half.proxy_cpu_seconds_per_million,
+                half.redis.as_ref().map_or_else(String::new, |redis| format!(
+                    // Over the publishing time, as the delivery rate is.
+                    ", Redis {:.0} msgs/s and {:.0} commands/s, {:.3} CPU-s",
+                    redis.messages_published as f64 / half.publish_seconds.max(1e-3),
+                    redis.commands as f64 / half.publish_seconds.max(1e-3),
+                    redis.cpu_seconds
+                )),
             ),
             None => format!("{size} B: no step passed (p99 < {} ms, no loss)", args.p99_limit_ms),
         });
@@ -125,13 +147,15 @@ pub(super) async fn run(args: Broadcast) -> Result<()> {
         "system": stack.about(),
         "p99_limit_ms": args.p99_limit_ms,
         "sizes": sizes,
+        "replicas": stack.replicas_report().await?,
     });
     super::print(
         &report,
         &format!(
-            "broadcast: {} subscribers ({}); {}",
+            "broadcast: {} subscribers ({}{}); {}",
             connected.ok,
             common.label(),
+            spread(&stack).await?,
             summary.join("; ")
         ),
     )

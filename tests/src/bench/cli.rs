@@ -56,9 +56,17 @@ pub struct Common {
     /// [default: target/release of this workspace]
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
-    /// Worker processes the clients are spread over.
+    /// Worker processes the clients are spread over; raised when needed so
+    /// no worker holds more than 19 000 clients (open files are limited
+    /// per process).
     #[arg(long, default_value_t = 2)]
     pub workers: u64,
+    /// Switchboard replicas, each its own process. More than one share a
+    /// `redis-server` started on a free loopback port as their bus;
+    /// clients are spread over them round robin and benchhub links to
+    /// every one. Not with `slow` or a peer.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub replicas: u64,
     /// Source addresses 127.0.0.2 ..= 127.0.0.(1+N) the clients' sockets
     /// bind to (each gives about 28 000 ports); 0 lets the kernel choose.
     #[arg(long, default_value_t = 8)]

@@ -47,7 +47,8 @@ pub enum Auth {
 /// Where clients connect and how.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
-    /// The proxy's client URL root, `http://127.0.0.1:PORT`.
+    /// The proxy's client URL root, `http://127.0.0.1:PORT`: the public
+    /// URL tokens name, and where clients connect unless `replicas` is set.
     pub proxy_url: String,
     /// The app server, `http://127.0.0.1:PORT`.
     pub app_url: String,
@@ -60,6 +61,22 @@ pub struct Target {
     /// What serves the clients.
     #[serde(default)]
     pub system: System,
+    /// Client URL roots of Switchboard replicas sharing `proxy_url` as
+    /// their public URL; client `i` connects to replica `i % len`. Empty
+    /// for one proxy.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+}
+
+impl Target {
+    /// Where client `index` connects: its replica, or the proxy.
+    pub fn proxy_for(&self, index: u64) -> &str {
+        if self.replicas.is_empty() {
+            &self.proxy_url
+        } else {
+            &self.replicas[(index % self.replicas.len() as u64) as usize]
+        }
+    }
 }
 
 /// Settings of one connection.
@@ -73,6 +90,9 @@ pub struct Options {
     pub receive_buffer: Option<u32>,
     /// Groups (rooms, channels) to join once connected.
     pub groups: Vec<String>,
+    /// The client URL root to connect to, when it is not the public URL
+    /// (a replica's own address); tokens still name the public URL.
+    pub connect_to: Option<String>,
 }
 
 /// A connected, handshaken client.
@@ -117,16 +137,18 @@ pub async fn connect(
         Auth::Negotiate => {
             let redirect =
                 signalr::redirect_from_app(http, &target.app_url, HUB, Some(&options.user)).await?;
+            let client_url = rehome(&redirect.url, &target.proxy_url, options);
             let negotiation =
-                signalr::negotiate_at_proxy(http, &redirect.url, Some(&redirect.access_token))
+                signalr::negotiate_at_proxy(http, &client_url, Some(&redirect.access_token))
                     .await?;
-            let url = signalr::websocket_url(&redirect.url, Some(negotiation.id_for_transport()))?;
+            let url = signalr::websocket_url(&client_url, Some(negotiation.id_for_transport()))?;
             (url, redirect.access_token)
         }
         Auth::Token => {
             let client_url = format!("{}/client/?hub={HUB}", target.proxy_url);
             let token = client_token(&target.access_key, &client_url, &options.user)?;
-            (signalr::websocket_url(&client_url, None)?, token)
+            let connect_url = rehome(&client_url, &target.proxy_url, options);
+            (signalr::websocket_url(&connect_url, None)?, token)
         }
     };
     let stream = open(&url, options).await?;
@@ -151,6 +173,15 @@ pub async fn connect(
             .await?;
     }
     Ok((client, took))
+}
+
+/// `url` (under the public URL `public`) moved to the replica the client
+/// connects to, if it has one.
+fn rehome(url: &str, public: &str, options: &Options) -> String {
+    match (&options.connect_to, url.strip_prefix(public)) {
+        (Some(replica), Some(rest)) => format!("{replica}{rest}"),
+        _ => url.to_owned(),
+    }
 }
 
 /// [`connect`] for a peer: its WebSocket path, its handshake, its joins.

@@ -35,6 +35,7 @@ pub(super) async fn run(args: Connect) -> Result<()> {
         "connect_ms": times,
         "proxy_cpu_seconds": after.cpu_seconds - before.cpu_seconds,
         "proxy_rss_kib": after.rss_kib,
+        "replicas": stack.replicas_report().await?,
     });
     super::print(
         &report,

@@ -42,8 +42,18 @@ pub(super) async fn run(args: Groups) -> Result<()> {
         };
         let (step, _) = publish::step(&mut stack, &mut pool, &request, drain, members).await?;
         summary.push(format!(
-            "groups of {size}: {:.0} deliveries/s, p50 {:.2} / p99 {:.2} ms, lost {}",
-            step.deliveries_per_second, step.latency_ms.p50, step.latency_ms.p99, step.lost
+            "groups of {size}: {:.0} deliveries/s, p50 {:.2} / p99 {:.2} ms, lost {}{}",
+            step.deliveries_per_second,
+            step.latency_ms.p50,
+            step.latency_ms.p99,
+            step.lost,
+            step.redis
+                .as_ref()
+                .map_or_else(String::new, |redis| format!(
+                    ", Redis {:.0} msgs/s, {:.3} CPU-s",
+                    redis.messages_published as f64 / step.publish_seconds.max(1e-3),
+                    redis.cpu_seconds
+                )),
         ));
         phases.push(json!({"group_size": size, "groups": groups, "step": step}));
     }
@@ -53,13 +63,15 @@ pub(super) async fn run(args: Groups) -> Result<()> {
         "settings": common.describe(),
         "system": stack.about(),
         "phases": phases,
+        "replicas": stack.replicas_report().await?,
     });
     super::print(
         &report,
         &format!(
-            "groups: {} connections ({}), {} msgs/s of {} B to random groups; {}",
+            "groups: {} connections ({}{}), {} msgs/s of {} B to random groups; {}",
             connected.ok,
             common.label(),
+            super::broadcast::spread(&stack).await?,
             args.rate,
             args.size,
             summary.join("; ")

@@ -1,7 +1,7 @@
 //! One measured publish: asks `benchhub` to publish at a rate for a while,
 //! collects what the workers received until every expected delivery
 //! arrived (or the drain time passed), and sums it up with the proxy's CPU
-//! time over the step.
+//! time over the step (each replica's, and the load on their Redis).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::redis::Load;
 use super::stack::Stack;
 use super::stats::{Percentiles, Window};
 use super::worker::{Command, Pool};
@@ -72,6 +73,13 @@ pub struct Step {
     pub proxy_cpu_seconds: f64,
     /// Proxy CPU-seconds per million distinct deliveries.
     pub proxy_cpu_seconds_per_million: f64,
+    /// With several replicas: each one's CPU time over the step, in
+    /// replica order (they add up to `proxy_cpu_seconds`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replica_cpu_seconds: Vec<f64>,
+    /// With several replicas: what their Redis did over the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Load>,
 }
 
 /// Runs one publish. `receivers(stream)` is how many healthy clients each
@@ -86,6 +94,8 @@ pub async fn step(
     // Starts the window afresh: late arrivals of an earlier step are not counted here.
     pool.command(&Command::Collect).await?;
     let before = stack.proxy_usage()?;
+    let replicas_before = stack.replica_usage()?;
+    let redis_before = stack.redis_snapshot().await?;
     let published = publish(stack.app_url(), request).await?;
     let expected: u64 = published
         .streams
@@ -113,6 +123,20 @@ pub async fn step(
         tokio::time::sleep(POLL).await;
     }
     let after = stack.proxy_usage()?;
+    let replicas_after = stack.replica_usage()?;
+    let redis = match (redis_before, stack.redis_snapshot().await?) {
+        (Some(before), Some(after)) => Some(before.load_until(&after)),
+        _ => None,
+    };
+    let replica_cpu_seconds = if stack.replica_count() > 1 {
+        replicas_before
+            .iter()
+            .zip(&replicas_after)
+            .map(|(b, a)| a.cpu_seconds - b.cpu_seconds)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let totals = window.healthy.totals();
     let delivered = delivered(&window);
     let cpu = after.cpu_seconds - before.cpu_seconds;
@@ -141,6 +165,8 @@ pub async fn step(
         } else {
             0.0
         },
+        replica_cpu_seconds,
+        redis,
     };
     Ok((step, window))
 }

@@ -33,6 +33,10 @@ pub(super) async fn run(args: Slow) -> Result<()> {
     let common = &args.common;
     common.target.check_hub("slow")?;
     let limit = args.outbox_limit.to_string();
+    // Its timeline reads one proxy's metrics.
+    if common.replicas > 1 {
+        anyhow::bail!("slow runs against one replica (--replicas 1)");
+    }
     let mut stack = common.stack(&["--outbox-limit", &limit]).await?;
     let every = (100.0 / args.slow_percent).round().max(1.0) as u64;
     let (mut pool, connected) = common

@@ -1,7 +1,8 @@
-//! The system under test: a proxy and the `benchhub` app server started
-//! from a build directory on free loopback ports (or a peer, see
-//! [`super::peers`]), plus what the kernel tells about the measured server
-//! processes (CPU time, resident memory) and the machine (slab memory).
+//! The system under test: one proxy, or several replicas sharing a Redis
+//! bus, and the `benchhub` app server linked to each, started from a build
+//! directory on free loopback ports (or a peer, see [`super::peers`]), plus
+//! what the kernel tells about the measured server processes (CPU time,
+//! resident memory) and the machine (slab memory).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use super::client::{Auth, Target};
 use super::peers::System;
+use super::redis::{Redis, Snapshot};
 use super::wire::Protocol;
 use switchboard_tests::http::client as http_client;
 use switchboard_tests::ports::free_port;
@@ -20,6 +22,8 @@ use switchboard_tests::ports::free_port;
 const ACCESS_KEY: &str = "switchboard-bench-access-key-0123456789";
 /// How long the proxy and app server may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `--cluster-name` of the replicas.
+const CLUSTER: &str = "bench";
 
 /// A running proxy and app server (or a peer and its origin); all are
 /// killed on drop.
@@ -28,9 +32,15 @@ pub struct Stack {
     // make it log a lost link.
     pub(super) _app: Option<Server>,
     /// The processes whose CPU and memory the reports call the proxy's,
-    /// each with its descendants.
+    /// each with its descendants (for Switchboard, one per replica, in the
+    /// order of `replicas`).
     pub(super) measured: Vec<Server>,
+    /// The Redis the replicas share; stopped after them.
+    pub(super) redis: Option<Redis>,
+    /// Switchboard's replicas (one without a bus); empty for peers.
+    pub(super) replicas: Vec<Replica>,
     pub(super) system: System,
+    /// The public URL clients' tokens name (the first replica's).
     pub(super) proxy_url: String,
     /// Where `POST /publish` is served.
     pub(super) app_url: String,
@@ -43,30 +53,66 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts `switchboard` (with `proxy_args`) and `examples/benchhub` from
-    /// `bin_dir` and waits until the hub is served.
-    pub async fn start(bin_dir: &Path, proxy_args: &[&str]) -> Result<Self> {
-        let [client, upstream, admin, app] = [free_port(), free_port(), free_port(), free_port()];
-        let proxy_url = format!("http://127.0.0.1:{client}");
-        let mut command = Command::new(binary(bin_dir, "switchboard")?);
-        command
-            .args(["--listen", &format!("127.0.0.1:{client}")])
-            .args(["--upstream-listen", &format!("127.0.0.1:{upstream}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .args(["--access-key", ACCESS_KEY])
-            .args(["--public-url", &proxy_url])
-            .args(proxy_args)
-            .env("RUST_LOG", "warn");
-        let mut proxy = Server::spawn("the proxy", command)?;
-        let admin_url = format!("http://127.0.0.1:{admin}");
-        proxy.wait_until_ok(&format!("{admin_url}/readyz")).await?;
+    /// Starts `replicas` `switchboard` processes (with `proxy_args`) and
+    /// `examples/benchhub` from `bin_dir`, and waits until the hub is
+    /// served on every replica. More than one replica share a
+    /// `redis-server` started here as their bus, and one public URL (the
+    /// first replica's), so a token is valid on each; benchhub links to all.
+    pub async fn start(bin_dir: &Path, proxy_args: &[&str], replicas: usize) -> Result<Self> {
+        let replicas = replicas.max(1);
+        let redis = if replicas > 1 {
+            Some(Redis::start().await?)
+        } else {
+            None
+        };
+        let ports: Vec<[u16; 3]> = (0..replicas)
+            .map(|_| [free_port(), free_port(), free_port()])
+            .collect();
+        let proxy_url = format!("http://127.0.0.1:{}", ports[0][0]);
+        let mut measured = Vec::with_capacity(replicas);
+        let mut nodes = Vec::with_capacity(replicas);
+        for (i, &[client, upstream, admin]) in ports.iter().enumerate() {
+            let mut command = Command::new(binary(bin_dir, "switchboard")?);
+            command
+                .args(["--listen", &format!("127.0.0.1:{client}")])
+                .args(["--upstream-listen", &format!("127.0.0.1:{upstream}")])
+                .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+                .args(["--access-key", ACCESS_KEY])
+                .args(["--public-url", &proxy_url])
+                .args(proxy_args)
+                .env("RUST_LOG", "warn");
+            if let Some(redis) = &redis {
+                command
+                    .args(["--bus", &redis.url()])
+                    .args(["--cluster-name", CLUSTER]);
+            }
+            let name = if replicas == 1 {
+                "the proxy".to_owned()
+            } else {
+                format!("replica {i}")
+            };
+            measured.push(Server::spawn(name, command)?);
+            nodes.push(Replica {
+                client_url: format!("http://127.0.0.1:{client}"),
+                upstream_url: format!("http://127.0.0.1:{upstream}"),
+                admin_url: format!("http://127.0.0.1:{admin}"),
+            });
+        }
+        for (proxy, node) in measured.iter_mut().zip(&nodes) {
+            proxy
+                .wait_until_ok(&format!("{}/readyz", node.admin_url))
+                .await?;
+        }
+        let app = free_port();
+        let endpoints: Vec<&str> = nodes.iter().map(|n| n.upstream_url.as_str()).collect();
         let mut command = Command::new(binary(bin_dir, "examples/benchhub")?);
         command
             .args(["--listen", &format!("127.0.0.1:{app}")])
             .env(
                 "SWITCHBOARD_CONNECTION_STRING",
                 format!(
-                    "Endpoint={proxy_url};AccessKey={ACCESS_KEY};Version=1.0;ServerEndpoint=http://127.0.0.1:{upstream}"
+                    "Endpoint={proxy_url};AccessKey={ACCESS_KEY};Version=1.0;ServerEndpoint={}",
+                    endpoints.join(",")
                 ),
             )
             .env("RUST_LOG", "warn");
@@ -75,18 +121,26 @@ impl Stack {
         app_server
             .wait_until_ok(&format!("{app_url}/health"))
             .await?;
+        // benchhub is ready with one link; clients of a replica need its own.
+        for node in &nodes {
+            wait_for_link(&node.admin_url).await?;
+        }
         Ok(Self {
             _app: Some(app_server),
-            measured: vec![proxy],
+            measured,
             system: System::Switchboard,
             proxy_url,
             app_url,
-            admin_url: Some(admin_url),
+            admin_url: Some(nodes[0].admin_url.clone()),
             about: serde_json::json!({
                 "system": "switchboard",
                 "proxy": bin_dir.join("switchboard"),
                 "proxy_args": proxy_args,
+                "replicas": replicas,
+                "bus": if redis.is_some() { "redis" } else { "local" },
             }),
+            replicas: nodes,
+            redis,
             _scratch: None,
         })
     }
@@ -105,6 +159,11 @@ impl Stack {
             auth,
             protocol,
             system: self.system,
+            replicas: if self.replicas.len() > 1 {
+                self.replicas.iter().map(|r| r.client_url.clone()).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -138,12 +197,97 @@ impl Stack {
         self.measured[0].child.id()
     }
 
+    /// How many Switchboard replicas run (0 for a peer).
+    pub fn replica_count(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Each replica's CPU time and memory now (with a peer: its processes).
+    pub fn replica_usage(&mut self) -> Result<Vec<Usage>> {
+        self.measured
+            .iter_mut()
+            .map(|server| {
+                server.check()?;
+                Usage::of_tree(server.child.id())
+            })
+            .collect()
+    }
+
+    /// Connections each replica holds now (`switchboard_connections`).
+    pub async fn replica_connections(&self) -> Result<Vec<u64>> {
+        let mut held = Vec::with_capacity(self.replicas.len());
+        for replica in &self.replicas {
+            held.push(metric(&replica.admin_url, "switchboard_connections").await? as u64);
+        }
+        Ok(held)
+    }
+
+    /// Per replica: connections held, resident memory, CPU time so far and
+    /// messages exchanged over the bus; then their totals. `null` for a peer.
+    pub async fn replicas_report(&mut self) -> Result<serde_json::Value> {
+        if self.replicas.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        let usage = self.replica_usage()?;
+        let held = self.replica_connections().await?;
+        let mut each = Vec::with_capacity(self.replicas.len());
+        for ((replica, usage), held) in self.replicas.iter().zip(&usage).zip(&held) {
+            let admin = &replica.admin_url;
+            each.push(serde_json::json!({
+                "client_url": replica.client_url,
+                "connections": held,
+                "rss_kib": usage.rss_kib,
+                "cpu_seconds": usage.cpu_seconds,
+                "bus_published": metric(admin, "switchboard_bus_published_total").await?,
+                "bus_received": metric(admin, "switchboard_bus_received_total").await?,
+                "bus_publish_failures": metric(admin, "switchboard_bus_publish_failures_total").await?,
+            }));
+        }
+        Ok(serde_json::json!({
+            "count": self.replicas.len(),
+            "each": each,
+            "total_connections": held.iter().sum::<u64>(),
+            "total_rss_kib": usage.iter().map(|u| u.rss_kib).sum::<u64>(),
+            "total_cpu_seconds": usage.iter().map(|u| u.cpu_seconds).sum::<f64>(),
+        }))
+    }
+
+    /// Redis's counters now, when replicas share one.
+    pub async fn redis_snapshot(&mut self) -> Result<Option<Snapshot>> {
+        match &mut self.redis {
+            Some(redis) => Ok(Some(redis.snapshot().await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The proxy's admin URL (`/metrics`, `/readyz`); Switchboard only.
     pub fn admin_url(&self) -> Result<&str> {
         self.admin_url
             .as_deref()
             .with_context(|| format!("{} has no admin server", self.system))
     }
+}
+
+/// One Switchboard replica's addresses.
+pub(super) struct Replica {
+    /// Where its clients connect.
+    pub(super) client_url: String,
+    /// Where app servers link.
+    upstream_url: String,
+    /// `/metrics`, `/readyz`.
+    admin_url: String,
+}
+
+/// Waits until the proxy at `admin_url` has an app-server link.
+async fn wait_for_link(admin_url: &str) -> Result<()> {
+    let started = Instant::now();
+    while metric(admin_url, "switchboard_app_server_links").await? < 1.0 {
+        if started.elapsed() > READY_TIMEOUT {
+            bail!("benchhub did not link to the proxy at {admin_url} within {READY_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// A directory for a server's runtime files, removed on drop.
@@ -200,7 +344,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A server process; its log goes to the generator's stderr. Killed on drop.
 pub(super) struct Server {
-    name: &'static str,
+    name: String,
     child: Child,
     /// It starts processes of its own: stopped with SIGTERM so it stops
     /// them (SIGKILL would orphan them), and what remains is killed.
@@ -208,7 +352,8 @@ pub(super) struct Server {
 }
 
 impl Server {
-    pub(super) fn spawn(name: &'static str, mut command: Command) -> Result<Self> {
+    pub(super) fn spawn(name: impl Into<String>, mut command: Command) -> Result<Self> {
+        let name = name.into();
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -219,6 +364,19 @@ impl Server {
             child,
             runner: false,
         })
+    }
+
+    /// The process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the process has exited.
+    pub(super) fn check(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited ({status}); its log is above", self.name);
+        }
+        Ok(())
     }
 
     /// Marks this server as one that starts child processes (see `runner`).

@@ -279,6 +279,8 @@ async fn connect_all(job: &Job) -> (Connected, Vec<(u64, Client)>) {
                     .iter()
                     .map(|size| format!("s{size}-{}", index / size))
                     .collect(),
+                connect_to: (!target.replicas.is_empty())
+                    .then(|| target.proxy_for(index).to_owned()),
             };
             tasks.spawn(async move {
                 let (client, took) = client::connect(&http, &target, &options).await?;

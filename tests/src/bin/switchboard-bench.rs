@@ -8,6 +8,7 @@
 //! ```text
 //! cargo build --release -p switchboard-proxy --bin switchboard -p switchboard-sdk --example benchhub -p switchboard-tests --bin switchboard-bench
 //! target/release/switchboard-bench broadcast --subscribers 10000
+//! target/release/switchboard-bench broadcast --subscribers 10000 --replicas 4
 //! target/release/switchboard-bench compare -- broadcast --subscribers 10000 --start-rate 5
 //! ```
 

@@ -130,6 +130,8 @@ pub async fn start() -> Result<Stack> {
         proxy_url,
         app_url,
         admin_url: None,
+        replicas: Vec::new(),
+        redis: None,
         about: json!({
             "system": "pushpin",
             "version": version,

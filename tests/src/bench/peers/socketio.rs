@@ -52,6 +52,8 @@ pub async fn start() -> Result<Stack> {
         proxy_url: url.clone(),
         app_url: url,
         admin_url: None,
+        replicas: Vec::new(),
+        redis: None,
         about: json!({
             "system": "socketio",
             "version": version,
