@@ -2,15 +2,18 @@
 //! the value sets in `tests/helm`, checking the rendered manifests (ports,
 //! probes, where the access keys go, the headless upstream Service, the drain
 //! timings, the Redis bus and where its password comes from, the Redis the
-//! chart can deploy) and that the values schema refuses bad values (among
-//! them several replicas without the bus); and the real proxy started with
-//! the TOML file the chart's ConfigMap holds, and with the rendered bus
-//! setting against a real Redis. Needs no cluster;
+//! chart can deploy, TLS Secrets mounted whole and named in the environment)
+//! and that the values schema refuses bad values (among them several
+//! replicas without the bus, a client CA without upstream TLS); and the real
+//! proxy started with the TOML file the chart's ConfigMap holds, with the
+//! rendered bus setting against a real Redis, and with the rendered TLS
+//! environment over files laid out as the Secret volumes. Needs no cluster;
 //! the helm binary comes from `tests/helm/install.sh` (run by
 //! `scripts/test.sh`).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_norway::Value;
 use switchboard_tests::{AppServer, Proxy, Redis, http, signalr, workspace};
@@ -72,8 +75,12 @@ fn template(values: &[&str], set: &[&str]) -> Result<String, String> {
 
 /// `helm lint --strict`; the combined output when it fails.
 fn lint(values: &[&str]) -> Result<(), String> {
+    lint_with(values, &[])
+}
+
+fn lint_with(values: &[&str], set: &[&str]) -> Result<(), String> {
     let mut args = vec!["lint", "--strict", "helm/switchboard"];
-    let extra = values_args(values, &[]);
+    let extra = values_args(values, set);
     args.extend(extra.iter().map(String::as_str));
     let out = run_helm(&args);
     if out.status.success() {
@@ -358,6 +365,11 @@ fn default_values_render_a_secure_deployment() {
 
     let upstream = m.named("Service", "sb-switchboard-upstream");
     assert_eq!(upstream["spec"]["clusterIP"].as_str(), Some("None"));
+    // App servers keep their links to a replica that is not ready.
+    assert_eq!(
+        upstream["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
     let ports = upstream["spec"]["ports"].as_sequence().unwrap();
     assert_eq!(ports.len(), 1);
     assert_eq!(int(&ports[0]["port"]), 7070);
@@ -365,6 +377,14 @@ fn default_values_render_a_secure_deployment() {
     assert_eq!(upstream["spec"]["selector"], client["spec"]["selector"]);
 
     assert_key_only_in_secret(&m, "sb-switchboard", &[TEST_KEY]);
+    // No TLS: plain HTTP on a Service port named so, no Secret volumes.
+    assert_eq!(ports_named(client), ["http"]);
+    assert!(secret_mounts(&m).is_empty());
+    assert!(
+        tls_env(&m).is_empty(),
+        "{:?}",
+        m.container()["env"].as_sequence()
+    );
     // One replica on the local bus: nothing about Redis anywhere.
     assert!(m.env("SWITCHBOARD_BUS").is_none());
     assert!(!m.config_file().contains("cluster_name"));
@@ -727,6 +747,10 @@ fn invalid_values_fail_the_schema() {
 
     for (set, path) in [
         ("ports.upstream=70000", "/ports/upstream"),
+        ("tls.reloadInterval=0s", "/tls/reloadInterval"),
+        ("tls.existingSecret=Client_TLS", "/tls/existingSecret"),
+        ("upstreamTls.clientCaKey=a/b", "/upstreamTls/clientCaKey"),
+        ("service.port=0", "/service/port"),
         ("config.logFormat=xml", "/config/logFormat"),
         ("auth.accessKeys={short}", "/auth/accessKeys/0"),
         ("config.clientTimeout=30 seconds", "/config/clientTimeout"),
@@ -825,4 +849,395 @@ async fn the_proxy_runs_with_the_rendered_config_file() {
         .map(|t| t["transport"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(offered, ["LongPolling"]);
+}
+
+/// The client Service's port names.
+fn ports_named(service: &Value) -> Vec<&str> {
+    service["spec"]["ports"]
+        .as_sequence()
+        .expect("ports")
+        .iter()
+        .map(|p| p["name"].as_str().expect("a port name"))
+        .collect()
+}
+
+/// The proxy container's TLS settings: `SWITCHBOARD_TLS_*` and
+/// `SWITCHBOARD_UPSTREAM_*` variables, name and literal value.
+fn tls_env(m: &Manifests) -> Vec<(&str, &str)> {
+    m.container()["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .filter_map(|v| {
+            let name = v["name"].as_str()?;
+            (name.starts_with("SWITCHBOARD_TLS") || name.starts_with("SWITCHBOARD_UPSTREAM_"))
+                .then(|| (name, literal(v)))
+        })
+        .collect()
+}
+
+/// The proxy container's mounts of Secret volumes: (mount path, Secret
+/// name), after checking each mounts the whole Secret read-only. A `subPath`
+/// mount would never see the Secret's updates, so renewed certificates
+/// would not reach the proxy.
+fn secret_mounts(m: &Manifests) -> Vec<(String, String)> {
+    let volumes = m.deployment()["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .expect("volumes");
+    m.container()["volumeMounts"]
+        .as_sequence()
+        .expect("volumeMounts")
+        .iter()
+        .filter_map(|mount| {
+            let name = mount["name"].as_str().expect("a volume name");
+            let volume = volumes
+                .iter()
+                .find(|v| v["name"].as_str() == Some(name))
+                .unwrap_or_else(|| panic!("no volume {name}"));
+            let secret = volume.get("secret")?;
+            assert!(mount.get("subPath").is_none(), "{mount:?} uses subPath");
+            assert!(mount.get("subPathExpr").is_none(), "{mount:?}");
+            assert!(
+                secret.get("items").is_none(),
+                "the whole Secret: {volume:?}"
+            );
+            assert_eq!(mount["readOnly"].as_bool(), Some(true), "{mount:?}");
+            Some((
+                mount["mountPath"].as_str().expect("a path").to_owned(),
+                secret["secretName"].as_str().expect("a Secret").to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The Secret (and key in it) that `path` is read from, by way of the
+/// mounts.
+fn secret_file<'a>(mounts: &'a [(String, String)], path: &'a str) -> (&'a str, &'a str) {
+    mounts
+        .iter()
+        .find_map(|(dir, secret)| {
+            let key = path.strip_prefix(dir.as_str())?.strip_prefix('/')?;
+            Some((secret.as_str(), key))
+        })
+        .unwrap_or_else(|| panic!("{path} is on no Secret volume: {mounts:?}"))
+}
+
+#[test]
+fn tls_secrets_are_mounted_whole_and_named_in_the_environment() {
+    lint(&["tls.yaml"]).unwrap();
+    let m = Manifests::render(&["tls.yaml"]);
+    let mounts = secret_mounts(&m);
+    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    let env = tls_env(&m);
+    let file = |name: &str| {
+        let path = env
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no {name} in {env:?}"))
+            .1;
+        secret_file(&mounts, path)
+    };
+    assert_eq!(file("SWITCHBOARD_TLS_CERT"), ("rt-client-tls", "tls.crt"));
+    assert_eq!(file("SWITCHBOARD_TLS_KEY"), ("rt-client-tls", "tls.key"));
+    assert_eq!(
+        file("SWITCHBOARD_UPSTREAM_TLS_CERT"),
+        ("rt-upstream-tls", "tls.crt")
+    );
+    assert_eq!(
+        file("SWITCHBOARD_UPSTREAM_TLS_KEY"),
+        ("rt-upstream-tls", "tls.key")
+    );
+    assert_eq!(
+        file("SWITCHBOARD_UPSTREAM_CLIENT_CA"),
+        ("rt-app-server-ca", "bundle.pem")
+    );
+    assert_eq!(
+        literal(m.env("SWITCHBOARD_TLS_RELOAD_INTERVAL").unwrap()),
+        "10s"
+    );
+    // Mounted beside the ConfigMap's directory, not inside it.
+    for (dir, _) in &mounts {
+        assert!(!dir.starts_with("/etc/switchboard/"), "{dir}");
+    }
+
+    // Neither certificates nor their paths go through a ConfigMap.
+    for map in m.of_kind("ConfigMap") {
+        let text = serde_norway::to_string(map).unwrap();
+        for needle in ["BEGIN", "tls_", "client_ca", "/etc/switchboard-tls"] {
+            assert!(!text.contains(needle), "{needle} in a ConfigMap:\n{text}");
+        }
+    }
+    // The chart creates no Secret for them: they are the operator's.
+    for secret in m.of_kind("Secret") {
+        assert_eq!(secret["metadata"]["name"].as_str(), Some("sb-switchboard"));
+    }
+
+    // The probes stay on the admin port, over plain HTTP.
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &m.container()[probe]["httpGet"];
+        assert_eq!(get["port"].as_str(), Some("admin"), "{probe}");
+        assert!(
+            get.get("scheme").is_none_or(|s| s.as_str() == Some("HTTP")),
+            "{probe}: {get:?}"
+        );
+    }
+
+    // Clients and the Ingress see https.
+    assert_eq!(
+        m.setting("public_url"),
+        "https://sb-switchboard.rt.svc.cluster.local"
+    );
+    let client = m.named("Service", "sb-switchboard");
+    assert_eq!(ports_named(client), ["https"]);
+    assert_eq!(int(&client["spec"]["ports"][0]["port"]), 443);
+    assert_eq!(
+        client["spec"]["ports"][0]["appProtocol"].as_str(),
+        Some("https")
+    );
+    let ingress = m.one("Ingress");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"].as_str(),
+        Some("HTTPS")
+    );
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"]
+            .as_str(),
+        Some("https")
+    );
+
+    // An explicit port is kept, and named in the default public URL.
+    let m = Manifests::render_with(&["tls.yaml"], &["service.port=8443"]);
+    assert_eq!(
+        m.setting("public_url"),
+        "https://sb-switchboard.rt.svc.cluster.local:8443"
+    );
+}
+
+#[test]
+fn a_client_ca_in_the_upstream_secret_needs_no_volume_of_its_own() {
+    let m = Manifests::render_with(
+        &["tls.yaml"],
+        &["upstreamTls.clientCaSecret=rt-upstream-tls,upstreamTls.clientCaKey=ca.crt"],
+    );
+    let mounts = secret_mounts(&m);
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    let ca = literal(m.env("SWITCHBOARD_UPSTREAM_CLIENT_CA").unwrap());
+    assert_eq!(secret_file(&mounts, ca), ("rt-upstream-tls", "ca.crt"));
+
+    // Upstream TLS alone: no client CA, and no client-port TLS either.
+    let m = Manifests::render_with(
+        &["defaults.yaml"],
+        &["upstreamTls.existingSecret=rt-upstream-tls"],
+    );
+    let names: Vec<&str> = tls_env(&m).iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "SWITCHBOARD_UPSTREAM_TLS_CERT",
+            "SWITCHBOARD_UPSTREAM_TLS_KEY",
+            "SWITCHBOARD_TLS_RELOAD_INTERVAL"
+        ]
+    );
+    assert_eq!(ports_named(m.named("Service", "sb-switchboard")), ["http"]);
+}
+
+#[test]
+fn the_schema_refuses_a_client_ca_without_upstream_tls() {
+    let err = template(&["defaults.yaml"], &["upstreamTls.clientCaSecret=rt-ca"]).unwrap_err();
+    assert!(err.contains("/upstreamTls/existingSecret"), "{err}");
+    // Client-port TLS does not stand in for it.
+    let err = template(
+        &["defaults.yaml"],
+        &["tls.existingSecret=rt-tls,upstreamTls.clientCaSecret=rt-ca"],
+    )
+    .unwrap_err();
+    assert!(err.contains("/upstreamTls/existingSecret"), "{err}");
+    let err = lint_with(&["tls.yaml"], &["upstreamTls.existingSecret="]).unwrap_err();
+    assert!(err.contains("/upstreamTls/existingSecret"), "{err}");
+}
+
+/// A throwaway CA for the live TLS test.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// A leaf for `name`: certificate PEM, key PEM, certificate DER.
+    fn leaf(&self, name: &str, usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    /// A TLS client trusting this CA, offering `alpn`, with `identity`
+    /// (certificate PEM, key PEM) when given.
+    fn connector(&self, alpn: &[u8], identity: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let mut config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![alpn.to_vec()];
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    }
+}
+
+/// The certificate `addr` serves to a client of `connector` asking for
+/// `name`.
+async fn served_certificate(
+    connector: &tokio_rustls::TlsConnector,
+    addr: &str,
+    name: &str,
+) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+    tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+/// Whether `addr` refuses an HTTP/2 connection from a client of
+/// `connector`: with TLS 1.3 a refused client certificate surfaces after
+/// the handshake, as an alert instead of the server's SETTINGS.
+async fn h2_refused(connector: &tokio_rustls::TlsConnector, addr: &str, name: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let Ok(mut tls) = connector.connect(name, tcp).await else {
+        return true;
+    };
+    // The client preface and an empty SETTINGS frame.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    if tls.write_all(&hello).await.is_err() || tls.flush().await.is_err() {
+        return true;
+    }
+    let mut frame = [0u8; 9];
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut frame))
+        .await
+        .expect("the upstream port answers or refuses within 10 s");
+    match read {
+        // A frame header: type 4 is SETTINGS.
+        Ok(n) if n > 0 => {
+            assert!(n < 4 || frame[3] == 4, "not SETTINGS: {frame:?}");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The rendered TLS environment, turned into the proxy's flags, over files
+/// laid out as the Secret volumes would be: the proxy starts, serves each
+/// Secret's certificate on its own port, and links only app servers with a
+/// client certificate from the CA bundle's Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_serves_the_rendered_tls_secrets() {
+    let m = Manifests::render(&["tls.yaml"]);
+    let ca = TestCa::new();
+    let client_host = "rt.example.com";
+    let upstream_host = "sb-switchboard-upstream.rt.svc.cluster.local";
+    let (client_pem, client_key, client_der) =
+        ca.leaf(client_host, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (upstream_pem, upstream_key, upstream_der) =
+        ca.leaf(upstream_host, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (app_pem, app_key, _) = ca.leaf("app.test", rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+    let ca_pem = ca.issuer.pem();
+    let secrets: &[(&str, &str, &str)] = &[
+        ("rt-client-tls", "tls.crt", &client_pem),
+        ("rt-client-tls", "tls.key", &client_key),
+        ("rt-upstream-tls", "tls.crt", &upstream_pem),
+        ("rt-upstream-tls", "tls.key", &upstream_key),
+        ("rt-app-server-ca", "bundle.pem", &ca_pem),
+    ];
+
+    // The pod's file system under a private root.
+    let root = std::env::temp_dir().join(format!("switchboard-helm-tls-{}", std::process::id()));
+    let mounts = secret_mounts(&m);
+    for (dir, secret) in &mounts {
+        let dir = root.join(dir.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (_, key, contents) in secrets.iter().filter(|(s, _, _)| s == secret) {
+            std::fs::write(dir.join(key), contents).unwrap();
+        }
+    }
+    let config = root.join("switchboard.toml");
+    std::fs::write(&config, m.config_file()).unwrap();
+
+    // SWITCHBOARD_UPSTREAM_TLS_CERT is --upstream-tls-cert, and so on.
+    let mut args = vec!["--config".to_owned(), config.display().to_string()];
+    for (name, value) in tls_env(&m) {
+        let flag = name
+            .strip_prefix("SWITCHBOARD_")
+            .unwrap()
+            .to_lowercase()
+            .replace('_', "-");
+        args.push(format!("--{flag}"));
+        args.push(match value.strip_prefix('/') {
+            Some(path) => root.join(path).display().to_string(),
+            None => value.to_owned(),
+        });
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proxy = Proxy::start_with(&args).await;
+
+    let client_addr = proxy.url().trim_start_matches("https://").to_owned();
+    let served =
+        served_certificate(&ca.connector(b"http/1.1", None), &client_addr, client_host).await;
+    assert!(served == client_der, "the client port serves rt-client-tls");
+
+    let upstream_addr = proxy
+        .server_endpoint()
+        .trim_start_matches("https://")
+        .to_owned();
+    let served = served_certificate(
+        &ca.connector(b"h2", Some((&app_pem, &app_key))),
+        &upstream_addr,
+        upstream_host,
+    )
+    .await;
+    assert!(
+        served == upstream_der,
+        "the upstream port serves rt-upstream-tls"
+    );
+    assert!(
+        h2_refused(&ca.connector(b"h2", None), &upstream_addr, upstream_host).await,
+        "an app server without a client certificate was let in"
+    );
+    assert!(
+        !h2_refused(
+            &ca.connector(b"h2", Some((&app_pem, &app_key))),
+            &upstream_addr,
+            upstream_host
+        )
+        .await,
+        "the CA's app server was refused"
+    );
+    std::fs::remove_dir_all(&root).ok();
 }

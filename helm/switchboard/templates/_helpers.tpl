@@ -61,19 +61,131 @@ app.kubernetes.io/component: proxy
 {{- if contains ":" $host }}{{ printf "[%s]:%v" $host .port }}{{ else }}{{ printf "%s:%v" $host .port }}{{ end }}
 {{- end }}
 
+{{/* The client port's scheme: https when the proxy serves TLS on it. */}}
+{{- define "switchboard.clientScheme" -}}
+{{- if .Values.tls.existingSecret }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* The client Service's port: service.port, else the scheme's default. */}}
+{{- define "switchboard.servicePort" -}}
+{{- if not (kindIs "invalid" .Values.service.port) }}{{ int .Values.service.port }}
+{{- else if .Values.tls.existingSecret }}443
+{{- else }}80
+{{- end }}
+{{- end }}
+
 {{/* The URL clients reach the proxy at. */}}
 {{- define "switchboard.publicUrl" -}}
 {{- if .Values.config.publicUrl }}
 {{- .Values.config.publicUrl | trimSuffix "/" }}
 {{- else }}
+{{- $scheme := include "switchboard.clientScheme" . }}
 {{- $host := printf "%s.%s.svc.cluster.local" (include "switchboard.fullname" .) .Release.Namespace }}
-{{- if eq (int .Values.service.port) 80 }}{{ printf "http://%s" $host }}{{ else }}{{ printf "http://%s:%v" $host .Values.service.port }}{{ end }}
+{{- $port := include "switchboard.servicePort" . }}
+{{- $default := ternary "443" "80" (eq $scheme "https") }}
+{{- if eq $port $default }}{{ printf "%s://%s" $scheme $host }}{{ else }}{{ printf "%s://%s:%s" $scheme $host $port }}{{ end }}
 {{- end }}
+{{- end }}
+
+{{/* The host app servers link to: the headless upstream Service. */}}
+{{- define "switchboard.upstreamHost" -}}
+{{- printf "%s.%s.svc.cluster.local" (include "switchboard.upstreamName" .) .Release.Namespace }}
 {{- end }}
 
 {{/* The gRPC address app servers put in ServerEndpoint. */}}
 {{- define "switchboard.serverEndpoint" -}}
-{{- printf "http://%s.%s.svc.cluster.local:%v" (include "switchboard.upstreamName" .) .Release.Namespace .Values.ports.upstream }}
+{{- $scheme := ternary "https" "http" (ne .Values.upstreamTls.existingSecret "") }}
+{{- printf "%s://%s:%v" $scheme (include "switchboard.upstreamHost" .) .Values.ports.upstream }}
+{{- end }}
+
+{{/*
+Where the TLS Secrets are mounted: whole-Secret volumes (never subPath,
+which the kubelet does not update), outside /etc/switchboard, which is the
+read-only ConfigMap volume.
+*/}}
+{{- define "switchboard.tlsDir" -}}/etc/switchboard-tls{{- end }}
+
+{{/*
+The client CA bundle's file. When it lives in the upstream certificate's
+Secret, that volume already carries it and none is added.
+*/}}
+{{- define "switchboard.clientCaPath" -}}
+{{- $u := .Values.upstreamTls }}
+{{- if eq $u.clientCaSecret $u.existingSecret }}
+{{- printf "%s/upstream/%s" (include "switchboard.tlsDir" .) $u.clientCaKey }}
+{{- else }}
+{{- printf "%s/upstream-client-ca/%s" (include "switchboard.tlsDir" .) $u.clientCaKey }}
+{{- end }}
+{{- end }}
+
+{{/* The proxy's TLS environment: file paths in the mounted Secrets. */}}
+{{- define "switchboard.tlsEnv" -}}
+{{- $dir := include "switchboard.tlsDir" . }}
+{{- $u := .Values.upstreamTls }}
+{{- if and $u.clientCaSecret (not $u.existingSecret) }}
+{{- fail "upstreamTls.clientCaSecret asks app servers for client certificates on the upstream port, which needs TLS there: set upstreamTls.existingSecret too" }}
+{{- end }}
+{{- with .Values.tls.existingSecret }}
+- name: SWITCHBOARD_TLS_CERT
+  value: {{ printf "%s/client/tls.crt" $dir | quote }}
+- name: SWITCHBOARD_TLS_KEY
+  value: {{ printf "%s/client/tls.key" $dir | quote }}
+{{- end }}
+{{- if $u.existingSecret }}
+- name: SWITCHBOARD_UPSTREAM_TLS_CERT
+  value: {{ printf "%s/upstream/tls.crt" $dir | quote }}
+- name: SWITCHBOARD_UPSTREAM_TLS_KEY
+  value: {{ printf "%s/upstream/tls.key" $dir | quote }}
+{{- end }}
+{{- if $u.clientCaSecret }}
+- name: SWITCHBOARD_UPSTREAM_CLIENT_CA
+  value: {{ include "switchboard.clientCaPath" . | quote }}
+{{- end }}
+{{- if or .Values.tls.existingSecret $u.existingSecret }}
+- name: SWITCHBOARD_TLS_RELOAD_INTERVAL
+  value: {{ .Values.tls.reloadInterval | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Volume mounts for the TLS Secrets. */}}
+{{- define "switchboard.tlsVolumeMounts" -}}
+{{- $dir := include "switchboard.tlsDir" . }}
+{{- $u := .Values.upstreamTls }}
+{{- if .Values.tls.existingSecret }}
+- name: tls-client
+  mountPath: {{ printf "%s/client" $dir }}
+  readOnly: true
+{{- end }}
+{{- if $u.existingSecret }}
+- name: tls-upstream
+  mountPath: {{ printf "%s/upstream" $dir }}
+  readOnly: true
+{{- end }}
+{{- if and $u.clientCaSecret (ne $u.clientCaSecret $u.existingSecret) }}
+- name: tls-upstream-client-ca
+  mountPath: {{ printf "%s/upstream-client-ca" $dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The TLS Secrets as volumes. */}}
+{{- define "switchboard.tlsVolumes" -}}
+{{- $u := .Values.upstreamTls }}
+{{- with .Values.tls.existingSecret }}
+- name: tls-client
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- with $u.existingSecret }}
+- name: tls-upstream
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- if and $u.clientCaSecret (ne $u.clientCaSecret $u.existingSecret) }}
+- name: tls-upstream-client-ca
+  secret:
+    secretName: {{ $u.clientCaSecret }}
+{{- end }}
 {{- end }}
 
 {{/* preStop sleep + shutdown timeout: the least the grace period must exceed. */}}
