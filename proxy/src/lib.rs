@@ -249,24 +249,28 @@ async fn expire_user_groups(shared: Arc<Shared>, mut stopped: watch::Receiver<bo
     }
 }
 
+/// Share of the drain window over which clients are closed.
+const DRAIN_CLOSING_SHARE: f64 = 0.8;
+
 impl Running {
     /// Graceful stop: readiness goes false, new negotiates are refused, every
-    /// client gets `Close{allowReconnect: true}`, spread over the drain
-    /// window so they do not reconnect elsewhere all at once, then app-server
+    /// client gets `Close{allowReconnect: true}`, spread over the first 80 %
+    /// of the drain window so they do not reconnect elsewhere all at once
+    /// and have reconnected by the window's end, then app-server
     /// links and listeners close. Takes at most the shutdown timeout for clients.
     pub async fn shutdown(mut self) {
         self.shared.draining.store(true, Ordering::Relaxed);
         let started = tokio::time::Instant::now();
         let config = &self.shared.config;
         let clients = self.shared.router.all_connections();
-        // Up to 100 steps over the window, each closing an equal share.
+        // Up to 100 steps, each closing an equal share, over the first
+        // part of the window: the rest leaves the last clients time to
+        // reconnect elsewhere before the window ends.
+        let closing = config.drain_window.mul_f64(DRAIN_CLOSING_SHARE);
         let steps = clients.len().clamp(1, 100);
         let per_step = clients.len().div_ceil(steps).max(1);
         for (i, batch) in clients.chunks(per_step).enumerate() {
-            tokio::time::sleep_until(
-                started + config.drain_window.mul_f64(i as f64 / steps as f64),
-            )
-            .await;
+            tokio::time::sleep_until(started + closing.mul_f64(i as f64 / steps as f64)).await;
             for handle in batch {
                 handle
                     .outbox

@@ -25,8 +25,8 @@ const LB_URL = env("LB_URL");
 const APP_URL = env("APP_URL");
 const DRAIN_WINDOW_MS = Number(env("DRAIN_WINDOW_MS"));
 const CLIENTS = Number(env("CLIENTS"));
-// Time a closed client needs to reconnect (its first retry is immediate).
-const RECONNECT_MARGIN_MS = 2_000;
+// Scheduling slack on a loaded 2-core machine.
+const SLACK_MS = 250;
 
 const open = [];
 afterEach(async () => {
@@ -130,7 +130,7 @@ test(`${CLIENTS} clients move from a draining proxy to another within the drain 
     `closed after SIGTERM: first ${closes[0]} ms, median ${at(closes, 0.5)} ms, last ${closes.at(-1)} ms; ` +
       `reconnected: median ${at(moves, 0.5)} ms, last ${moves.at(-1)} ms (drain window ${DRAIN_WINDOW_MS} ms)`,
   );
-  assert.ok(moves.at(-1) <= DRAIN_WINDOW_MS + RECONNECT_MARGIN_MS, "every client reconnected within the drain window");
+  assert.ok(moves.at(-1) <= DRAIN_WINDOW_MS + SLACK_MS, "every client reconnected within the drain window");
   assert.ok(
     closes.at(-1) - closes[0] >= DRAIN_WINDOW_MS / 2,
     "closes are spread over the drain window, not all at once",
