@@ -17,6 +17,7 @@ pub mod handle;
 pub mod handshake;
 pub mod outbox;
 pub mod stateful;
+pub mod timers;
 
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ use crate::auth::Identity;
 use crate::ids::ConnectionId;
 use crate::metrics::{CloseLabels, ConnectionLabels};
 use crate::protocol::{HubMessage, Invocation, Outcome, ProtocolError, json, messagepack};
-use crate::upstream::connection_opened;
 use crate::upstream::dispatch::client_result;
+use crate::upstream::{Link, connection_opened};
 
 /// Text appended to a failed invocation whose app server went away.
 const LINK_GONE: &str = "The app server handling this connection went away.";
@@ -69,6 +70,23 @@ pub enum Flow {
     Continue,
     /// The client sent a Close message: end without answering.
     ClientClosed,
+}
+
+/// What is left to do after [`Session::dispatch`].
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned and consumed at once, never stored; boxing would allocate per message"
+)]
+enum Next {
+    Continue,
+    ClientClosed,
+    /// Send `kind` to the app server on `link`; when that fails, fail the
+    /// client's `invocation` (if it awaits a result).
+    Forward {
+        link: Arc<Link>,
+        kind: Kind,
+        invocation: Option<String>,
+    },
 }
 
 /// The decoder for the connection's hub protocol.
@@ -175,6 +193,11 @@ impl Session {
         self.stateful = Some(Stateful::new(buffer));
     }
 
+    /// Where the connection's figures are counted.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
     /// The stateful reconnect state, when on.
     pub fn stateful(&mut self) -> Option<&mut Stateful> {
         self.stateful.as_mut()
@@ -186,19 +209,33 @@ impl Session {
         self.decoder
             .push(data)
             .map_err(|e| self.protocol_error(e))?;
+        // Nothing built here is held across the await but the link and the
+        // invocation id: match temporaries would be, and this future sits
+        // in every idle connection's task.
         loop {
-            match self.decoder.next_message() {
-                Ok(Some(message)) => {
-                    self.shared.metrics.messages_received.inc();
-                    if !self.sequence(&message)? {
-                        continue;
-                    }
-                    if self.dispatch(message).await == Flow::ClientClosed {
-                        return Ok(Flow::ClientClosed);
-                    }
-                }
+            let message = match self.decoder.next_message() {
+                Ok(Some(message)) => message,
                 Ok(None) => return Ok(Flow::Continue),
                 Err(e) => return Err(self.protocol_error(e)),
+            };
+            self.shared.metrics.messages_received.inc();
+            if !self.sequence(&message)? {
+                continue;
+            }
+            let (link, kind, invocation) = match self.dispatch(message) {
+                Next::Continue => continue,
+                Next::ClientClosed => return Ok(Flow::ClientClosed),
+                Next::Forward {
+                    link,
+                    kind,
+                    invocation,
+                } => (link, kind, invocation),
+            };
+            let sent = link.send(kind);
+            if sent.await.is_err()
+                && let Some(id) = invocation
+            {
+                self.handle.fail_invocation(&id, LINK_GONE);
             }
         }
     }
@@ -251,11 +288,15 @@ impl Session {
         }
     }
 
-    async fn dispatch(&mut self, message: HubMessage) -> Flow {
+    /// Handles one message without waiting: what is left is at most one
+    /// send to the app server, which [`receive`](Self::receive) awaits. Kept
+    /// synchronous so the messages built here are not part of the future
+    /// every idle connection holds.
+    fn dispatch(&mut self, message: HubMessage) -> Next {
         let connection = self.handle.id.to_string();
         let kind = match message {
-            HubMessage::Invocation(inv) => return self.invoke(inv, false).await,
-            HubMessage::StreamInvocation(inv) => return self.invoke(inv, true).await,
+            HubMessage::Invocation(inv) => return self.invoke(inv, false),
+            HubMessage::StreamInvocation(inv) => return self.invoke(inv, true),
             HubMessage::StreamItem {
                 invocation_id,
                 item,
@@ -276,8 +317,11 @@ impl Session {
                         Outcome::Void => Answer::Void(pb::Void {}),
                         Outcome::Error(e) => Answer::Error(e),
                     };
-                    let _ = link.send(client_result(request_id, outcome)).await;
-                    return Flow::Continue;
+                    return Next::Forward {
+                        link,
+                        kind: client_result(request_id, outcome),
+                        invocation: None,
+                    };
                 }
                 // Otherwise the end of an upload stream.
                 let error = match outcome {
@@ -296,24 +340,35 @@ impl Session {
                     invocation_id,
                 })
             }
-            HubMessage::Close { .. } => return Flow::ClientClosed,
+            HubMessage::Close { .. } => return Next::ClientClosed,
             // Pings only keep the connection alive. Ack and Sequence were
             // handled already when stateful reconnect is on, and mean
             // nothing otherwise.
             HubMessage::Ping | HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {
-                return Flow::Continue;
+                return Next::Continue;
             }
         };
-        if let Some(link) = self.handle.link() {
-            let _ = link.send(kind).await;
+        match self.handle.link() {
+            Some(link) => Next::Forward {
+                link,
+                kind,
+                invocation: None,
+            },
+            None => Next::Continue,
         }
-        Flow::Continue
     }
 
-    async fn invoke(&mut self, inv: Invocation, streaming: bool) -> Flow {
-        let id = inv.invocation_id.as_deref();
-        let link = self.handle.begin_invocation(id, &inv.target);
-        let message = Kind::ClientInvocation(pb::ClientInvocation {
+    fn invoke(&mut self, inv: Invocation, streaming: bool) -> Next {
+        let link = self
+            .handle
+            .begin_invocation(inv.invocation_id.as_deref(), &inv.target);
+        let Some(link) = link else {
+            if let Some(id) = &inv.invocation_id {
+                self.handle.fail_invocation(id, LINK_GONE);
+            }
+            return Next::Continue;
+        };
+        let kind = Kind::ClientInvocation(pb::ClientInvocation {
             connection: self.handle.id.to_string(),
             hub: self.handle.hub.to_string(),
             invocation_id: inv.invocation_id.clone().unwrap_or_default(),
@@ -322,14 +377,11 @@ impl Session {
             stream_ids: inv.stream_ids,
             streaming,
         });
-        let sent = match link {
-            Some(link) => link.send(message).await.is_ok(),
-            None => false,
-        };
-        if !sent && let Some(id) = id {
-            self.handle.fail_invocation(id, LINK_GONE);
+        Next::Forward {
+            link,
+            kind,
+            invocation: inv.invocation_id,
         }
-        Flow::Continue
     }
 
     /// Client bytes tagged with this connection's encoding, for the app server.

@@ -61,6 +61,16 @@ pub struct Metrics {
     pub messages_received: Counter,
     /// Bytes received from clients (hub protocol payload).
     pub bytes_received: Counter,
+    /// Hub messages written to clients (counted per drained batch).
+    pub messages_sent: Counter,
+    /// Bytes written to clients (hub protocol payload, before transport framing).
+    pub bytes_sent: Counter,
+    /// Stateful-reconnect resumes: a dropped socket replaced by a reconnect
+    /// that picked up where it left off.
+    pub stateful_resumes: Counter,
+    /// Stateful-reconnect connections whose socket dropped and that no
+    /// reconnect resumed within the disconnect timeout.
+    pub stateful_expiries: Counter,
     /// Frames queued for clients by app-server sends.
     pub fanout_deliveries: Counter,
     /// Time to queue one send for every local target.
@@ -98,6 +108,10 @@ impl Default for Metrics {
             connections_closed: Family::default(),
             messages_received: Counter::default(),
             bytes_received: Counter::default(),
+            messages_sent: Counter::default(),
+            bytes_sent: Counter::default(),
+            stateful_resumes: Counter::default(),
+            stateful_expiries: Counter::default(),
             fanout_deliveries: Counter::default(),
             // 10 µs .. ~1.3 s
             fanout_seconds: Histogram::new(exponential_buckets(0.000_01, 4.0, 9)),
@@ -139,6 +153,26 @@ impl Default for Metrics {
             "received_bytes",
             "Hub protocol bytes received from clients",
             m.bytes_received.clone(),
+        );
+        registry.register(
+            "messages_sent",
+            "Hub messages written to clients",
+            m.messages_sent.clone(),
+        );
+        registry.register(
+            "sent_bytes",
+            "Hub protocol bytes written to clients",
+            m.bytes_sent.clone(),
+        );
+        registry.register(
+            "stateful_resumes",
+            "Stateful-reconnect connections resumed on a new socket after their socket dropped",
+            m.stateful_resumes.clone(),
+        );
+        registry.register(
+            "stateful_expiries",
+            "Stateful-reconnect connections ended because no reconnect came within the disconnect timeout",
+            m.stateful_expiries.clone(),
         );
         registry.register(
             "fanout_deliveries",
@@ -210,6 +244,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one batch of frames written to a client: two atomic adds
+    /// per batch, whatever its length.
+    pub fn sent(&self, messages: usize, bytes: usize) {
+        if messages > 0 {
+            self.messages_sent.inc_by(messages as u64);
+            self.bytes_sent.inc_by(bytes as u64);
+        }
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -239,6 +282,8 @@ mod tests {
             })
             .inc();
         m.fanout_seconds.observe(0.001);
+        m.sent(3, 120);
+        m.sent(0, 0);
         let text = m.render();
         assert!(
             text.contains(
@@ -254,6 +299,12 @@ mod tests {
         );
         assert!(
             text.contains("switchboard_fanout_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("switchboard_messages_sent_total 3"), "{text}");
+        assert!(text.contains("switchboard_sent_bytes_total 120"), "{text}");
+        assert!(
+            text.contains("switchboard_stateful_resumes_total 0"),
             "{text}"
         );
     }

@@ -40,10 +40,10 @@ impl Handover {
     }
 
     /// Waits for a reconnected socket. Cancel-safe.
-    pub async fn next(&self) -> WebSocket {
+    pub async fn next(&self) -> Box<WebSocket> {
         loop {
             if let Some(socket) = self.socket.lock().take() {
-                return *socket;
+                return socket;
             }
             self.offered.notified().await;
         }

@@ -22,7 +22,7 @@ use super::{Request, refused, text};
 use crate::Shared;
 use crate::config::Transport;
 use crate::connection::close::{Close, CloseReason};
-use crate::connection::handle::{Handle, Protocol};
+use crate::connection::handle::Protocol;
 use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
 use crate::connection::{Accepted, Flow, Session};
@@ -274,7 +274,7 @@ async fn serve(
         let polling = polls.has_poll();
         if polling && !out.is_empty() {
             // Whatever else is queued rides along with what `out` holds.
-            if let Some(close) = take_outbox(&handle, &mut batch, out) {
+            if let Some(close) = take_outbox(session, &mut batch, out) {
                 polls.deliver_last(inputs, out.split().freeze()).await;
                 return close;
             }
@@ -285,7 +285,7 @@ async fn serve(
             biased;
             // Frames wait in the outbox until a poll can take them.
             _ = handle.outbox.ready(), if polling => {
-                if let Some(close) = take_outbox(&handle, &mut batch, out) {
+                if let Some(close) = take_outbox(session, &mut batch, out) {
                     polls.deliver_last(inputs, out.split().freeze()).await;
                     return close;
                 }
@@ -309,8 +309,11 @@ async fn serve(
 
 /// Moves everything queued into `out`; on a close request, appends the Close
 /// message and returns the request.
-fn take_outbox(handle: &Handle, batch: &mut Vec<Frame>, out: &mut BytesMut) -> Option<Close> {
+fn take_outbox(session: &Session, batch: &mut Vec<Frame>, out: &mut BytesMut) -> Option<Close> {
+    let handle = &session.handle;
     let close = handle.outbox.drain(batch);
+    let bytes = batch.iter().map(Frame::len).sum();
+    session.metrics().sent(batch.len(), bytes);
     for frame in batch.drain(..) {
         out.extend_from_slice(frame.as_bytes());
     }

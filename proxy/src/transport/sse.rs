@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument as _;
 
@@ -22,6 +22,7 @@ use crate::config::Transport;
 use crate::connection::close::{Close, CloseReason};
 use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
+use crate::connection::timers::Timers;
 use crate::connection::{Accepted, Flow, Session};
 use crate::protocol::{handshake, json};
 
@@ -191,9 +192,13 @@ fn ignore(input: Input) {
 async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
     let config = &shared.config;
     let handle = session.handle.clone();
-    let keep_alive = sleep(config.keep_alive_interval);
-    let client_timeout = sleep(config.client_timeout);
-    tokio::pin!(keep_alive, client_timeout);
+    let mut timers = Timers::new(
+        Instant::now(),
+        config.keep_alive_interval,
+        config.client_timeout,
+    );
+    let timer = sleep_until(timers.next());
+    tokio::pin!(timer);
     let mut batch: Vec<Frame> = Vec::new();
     let mut chunk = BytesMut::new();
     loop {
@@ -201,6 +206,8 @@ async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
             biased;
             _ = handle.outbox.ready() => {
                 let close = handle.outbox.drain(&mut batch);
+                let bytes = batch.iter().map(Frame::len).sum();
+                shared.metrics.sent(batch.len(), bytes);
                 for frame in batch.drain(..) {
                     match &frame {
                         Frame::Text(t) => push_event(&mut chunk, t.as_bytes()),
@@ -224,7 +231,7 @@ async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
                 if written.is_err() {
                     return Close::quiet(CloseReason::TransportError);
                 }
-                keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
+                timers.wrote(Instant::now());
             }
             // The client dropped the event stream.
             _ = io.body.closed() => return Close::quiet(CloseReason::Normal),
@@ -234,21 +241,26 @@ async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
                     Some(other) => { ignore(other); continue; }
                     None => return Close::quiet(CloseReason::Normal),
                 };
-                client_timeout.as_mut().reset(Instant::now() + config.client_timeout);
+                timers.received(Instant::now());
                 match session.receive(&data).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::ClientClosed) => return Close::quiet(CloseReason::Normal),
                     Err(close) => handle.outbox.close(close),
                 }
             }
-            _ = &mut keep_alive => {
-                if io.body.send(event(&json::ping())).await.is_err() {
-                    return Close::quiet(CloseReason::TransportError);
+            () = &mut timer => {
+                let due = timers.expire(Instant::now());
+                if due.keep_alive {
+                    let ping = json::ping();
+                    shared.metrics.sent(1, ping.len());
+                    if io.body.send(event(&ping)).await.is_err() {
+                        return Close::quiet(CloseReason::TransportError);
+                    }
                 }
-                keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
-            }
-            _ = &mut client_timeout => {
-                handle.outbox.close(Close::client_timeout());
+                if due.client_timeout {
+                    handle.outbox.close(Close::client_timeout());
+                }
+                timer.as_mut().reset(timers.next());
             }
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 use tracing::Instrument as _;
 
 use super::handover::Handover;
@@ -30,6 +30,7 @@ use crate::connection::close::{Close, CloseReason};
 use crate::connection::handle::Protocol;
 use crate::connection::handshake::{Handshake, Step, TransferFormats};
 use crate::connection::outbox::Frame;
+use crate::connection::timers::Timers;
 use crate::connection::{Accepted, Flow, Session};
 use crate::ids::ConnectionId;
 use crate::protocol::handshake;
@@ -42,10 +43,6 @@ use crate::router::frames;
 const READ_BUFFER: usize = 1024;
 /// Writes are flushed once this much is buffered (and after every batch).
 const WRITE_BUFFER: usize = 16 * 1024;
-
-/// How long after a numbered client message an Ack is written, so a burst
-/// is acknowledged once.
-const ACK_INTERVAL: Duration = Duration::from_secs(1);
 
 const NORMAL: u16 = 1000;
 const INTERNAL_ERROR: u16 = 1011;
@@ -87,14 +84,28 @@ pub(super) fn start(
     };
     let accepted = request.accepted(id, identity, Transport::WebSockets);
     let span = accepted.span();
-    let shared = request.shared;
-    ws.on_upgrade(move |socket| {
-        async move {
-            let _release = release;
-            run(socket, shared, accepted, early, entry).await;
-        }
-        .instrument(span)
-    })
+    let start = Box::new(Start {
+        shared: request.shared,
+        accepted,
+        early,
+        entry,
+        _release: release,
+    });
+    ws.on_upgrade(move |socket| run(Box::new(socket), start).instrument(span))
+}
+
+/// What a connection's task starts from. Boxed, like its socket: axum's
+/// task keeps the callback and the future it returns side by side, and each
+/// async layer keeps its own copy of what it was handed, so whatever is
+/// moved in by value sits in every idle connection's task several times.
+struct Start {
+    shared: Arc<Shared>,
+    accepted: Accepted,
+    /// Bytes POSTed before the upgrade.
+    early: Vec<u8>,
+    entry: Option<Arc<Entry>>,
+    /// Takes the connection out of the table once the task is done.
+    _release: Option<Release>,
 }
 
 fn configure(ws: WebSocketUpgrade, shared: &Shared) -> WebSocketUpgrade {
@@ -108,20 +119,16 @@ fn configure(ws: WebSocketUpgrade, shared: &Shared) -> WebSocketUpgrade {
         .max_frame_size(max.saturating_mul(4))
 }
 
-async fn run(
-    mut ws: WebSocket,
-    shared: Arc<Shared>,
-    accepted: Accepted,
-    early: Vec<u8>,
-    entry: Option<Arc<Entry>>,
-) {
-    let allow_stateful = entry.as_ref().is_some_and(|e| e.stateful);
+async fn run(mut ws: Box<WebSocket>, mut start: Box<Start>) {
+    let shared = start.shared.clone();
+    let allow_stateful = start.entry.as_ref().is_some_and(|e| e.stateful);
+    let early = std::mem::take(&mut start.early);
     let Some((protocol, stateful, rest)) =
         handshake_phase(&mut ws, &shared, early, allow_stateful).await
     else {
         return;
     };
-    let mut session = match Session::open(shared.clone(), accepted, protocol).await {
+    let mut session = match Session::open(shared.clone(), start.accepted, protocol).await {
         Ok(session) => session,
         Err(error) => {
             tracing::info!(%error, "handshake refused");
@@ -131,7 +138,7 @@ async fn run(
         }
     };
     // Only a connection reachable by its token can be resumed.
-    let handover = match entry.as_deref() {
+    let handover = match start.entry.as_deref() {
         Some(entry) if stateful => {
             session.enable_stateful(shared.config.stateful_reconnect_buffer);
             entry.handover.open();
@@ -181,7 +188,7 @@ enum End {
 /// ends: after a drop it stays registered for the disconnect timeout and
 /// resumes on the socket a reconnect hands over. Returns why it ended.
 async fn resume_loop(
-    mut ws: WebSocket,
+    mut ws: Box<WebSocket>,
     shared: &Shared,
     session: &mut Session,
     handover: &Handover,
@@ -191,7 +198,7 @@ async fn resume_loop(
     loop {
         match end {
             End::Closed(close) => return close,
-            End::Replaced(socket) => ws = *socket,
+            End::Replaced(socket) => ws = socket,
             End::Dropped(close) => {
                 tracing::debug!(reason = %close.reason, "socket dropped; holding the connection for a reconnect");
                 drop(ws);
@@ -202,6 +209,7 @@ async fn resume_loop(
                         socket = handover.next() => break socket,
                         _ = &mut expiry => {
                             tracing::debug!("no reconnect within the disconnect timeout");
+                            shared.metrics.stateful_expiries.inc();
                             return close;
                         }
                         // Producers keep queueing; a close (overflow, server
@@ -216,6 +224,7 @@ async fn resume_loop(
             }
         }
         tracing::debug!("connection resumed");
+        shared.metrics.stateful_resumes.inc();
         end = serve(&mut ws, shared, session, Some(handover), true).await;
     }
 }
@@ -274,7 +283,7 @@ async fn handshake_phase(
 }
 
 /// Waits for a reconnect's socket, or forever without stateful reconnect.
-async fn reconnected(handover: Option<&Handover>) -> WebSocket {
+async fn reconnected(handover: Option<&Handover>) -> Box<WebSocket> {
     match handover {
         Some(handover) => handover.next().await,
         None => std::future::pending().await,
@@ -283,7 +292,7 @@ async fn reconnected(handover: Option<&Handover>) -> WebSocket {
 
 /// After a reconnect: Sequence with the first unacknowledged id, then every
 /// unacknowledged frame again.
-async fn replay(ws: &mut WebSocket, session: &mut Session) -> Result<(), ()> {
+async fn replay(ws: &mut WebSocket, shared: &Shared, session: &mut Session) -> Result<(), ()> {
     let protocol = session.handle.protocol;
     let Some(state) = session.stateful() else {
         return Ok(());
@@ -292,9 +301,13 @@ async fn replay(ws: &mut WebSocket, session: &mut Session) -> Result<(), ()> {
     ws.feed(message(frames::sequence(protocol, first)))
         .await
         .map_err(|_| ())?;
+    let (mut count, mut bytes) = (0, 0);
     for frame in frames {
+        count += 1;
+        bytes += frame.len();
         ws.feed(message(frame.clone())).await.map_err(|_| ())?;
     }
+    shared.metrics.sent(count, bytes);
     ws.flush().await.map_err(|_| ())
 }
 
@@ -310,17 +323,19 @@ async fn serve(
     let handle = session.handle.clone();
     let dropped = |reason| End::Dropped(Close::quiet(reason));
     if resumed {
-        if replay(ws, session).await.is_err() {
+        if replay(ws, shared, session).await.is_err() {
             return dropped(CloseReason::TransportError);
         }
         // Frames queued while the socket was gone.
         handle.outbox.wake();
     }
-    let keep_alive = sleep(config.keep_alive_interval);
-    let client_timeout = sleep(config.client_timeout);
-    let ack_timer = sleep(ACK_INTERVAL);
-    tokio::pin!(keep_alive, client_timeout, ack_timer);
-    let mut ack_armed = false;
+    let mut timers = Timers::new(
+        Instant::now(),
+        config.keep_alive_interval,
+        config.client_timeout,
+    );
+    let timer = sleep_until(timers.next());
+    tokio::pin!(timer);
     let mut batch: Vec<Frame> = Vec::new();
     loop {
         tokio::select! {
@@ -335,6 +350,8 @@ async fn serve(
                         close
                     }
                 };
+                let bytes = batch.iter().map(Frame::len).sum();
+                shared.metrics.sent(batch.len(), bytes);
                 let written = tokio::select! {
                     r = write_batch(ws, &mut batch) => r,
                     _ = handle.outbox.aborted() => Err(()),
@@ -350,12 +367,12 @@ async fn serve(
                     return dropped(CloseReason::TransportError);
                 }
                 if wrote {
-                    keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
+                    timers.wrote(Instant::now());
                 }
             }
-            socket = reconnected(handover) => return End::Replaced(Box::new(socket)),
+            socket = reconnected(handover) => return End::Replaced(socket),
             received = ws.recv() => {
-                client_timeout.as_mut().reset(Instant::now() + config.client_timeout);
+                timers.received(Instant::now());
                 let received = match received {
                     Some(Ok(m)) => m,
                     None => return dropped(CloseReason::Normal),
@@ -385,9 +402,8 @@ async fn serve(
                     Err(close) => handle.outbox.close(close),
                 }
                 if let Some(state) = session.stateful() {
-                    if !ack_armed && state.ack_owed() {
-                        ack_timer.as_mut().reset(Instant::now() + ACK_INTERVAL);
-                        ack_armed = true;
+                    if state.ack_owed() && timers.owe_ack(Instant::now()) {
+                        timer.as_mut().reset(timers.next());
                     }
                     // An Ack made room: take what the outbox kept waiting.
                     if room_before.is_some_and(|r| state.room() > r)
@@ -397,22 +413,28 @@ async fn serve(
                     }
                 }
             }
-            _ = &mut ack_timer, if ack_armed => {
-                ack_armed = false;
-                if let Some(id) = session.stateful().and_then(|s| s.take_ack())
-                    && ws.send(message(frames::ack(handle.protocol, id))).await.is_err()
+            () = &mut timer => {
+                let due = timers.expire(Instant::now());
+                if due.ack
+                    && let Some(id) = session.stateful().and_then(|s| s.take_ack())
                 {
-                    return dropped(CloseReason::TransportError);
+                    let ack = frames::ack(handle.protocol, id);
+                    shared.metrics.sent(1, ack.len());
+                    if ws.send(message(ack)).await.is_err() {
+                        return dropped(CloseReason::TransportError);
+                    }
                 }
-            }
-            _ = &mut keep_alive => {
-                if ws.send(message(frames::ping(handle.protocol))).await.is_err() {
-                    return dropped(CloseReason::TransportError);
+                if due.keep_alive {
+                    let ping = frames::ping(handle.protocol);
+                    shared.metrics.sent(1, ping.len());
+                    if ws.send(message(ping)).await.is_err() {
+                        return dropped(CloseReason::TransportError);
+                    }
                 }
-                keep_alive.as_mut().reset(Instant::now() + config.keep_alive_interval);
-            }
-            _ = &mut client_timeout => {
-                handle.outbox.close(Close::client_timeout());
+                if due.client_timeout {
+                    handle.outbox.close(Close::client_timeout());
+                }
+                timer.as_mut().reset(timers.next());
             }
         }
     }
@@ -440,7 +462,7 @@ async fn write_close(ws: &mut WebSocket, protocol: Protocol, close: &Close) {
         ws.flush().await
     };
     // A client that stopped reading must not keep the task alive.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 fn close_frame(code: u16, reason: &'static str) -> Message {
@@ -460,4 +482,24 @@ fn message(frame: Frame) -> Message {
 /// A text message from codec output.
 fn text(bytes: bytes::Bytes) -> Message {
     message(Frame::text(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn output_size<A, B, R>(_: impl FnOnce(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every idle WebSocket connection holds its task's future: a budget
+    /// that fails when the connection's state grows by accident (a timer,
+    /// a buffer or a copy of the connection's identity held by value).
+    #[test]
+    fn the_connection_future_stays_small() {
+        // 1 392 B when written (the layout is the same in debug and release).
+        let run = output_size(run);
+        assert!(run <= 1536, "the connection future is {run} B");
+    }
 }
