@@ -26,6 +26,12 @@ pub struct CloseLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a refused client request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: &'static str,
+}
+
 /// Labels of per-hub figures.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HubLabels {
@@ -57,6 +63,9 @@ pub struct Metrics {
     pub connections_opened: Family<ConnectionLabels, Counter>,
     /// Connections that ended, by reason.
     pub connections_closed: Family<CloseLabels, Counter>,
+    /// Client requests (negotiate, connect, send, poll) answered with an
+    /// error status, by reason.
+    pub requests_refused: Family<RefusedLabels, Counter>,
     /// Hub messages received from clients.
     pub messages_received: Counter,
     /// Bytes received from clients (hub protocol payload).
@@ -99,6 +108,29 @@ pub struct Metrics {
     pub tls_reloads: Family<TlsReloadLabels, Counter>,
 }
 
+impl Metrics {
+    /// Counts a client request answered with `status`, when it is an error.
+    pub fn request_answered(&self, status: http::StatusCode) {
+        use http::StatusCode as S;
+        let reason = match status {
+            s if !s.is_client_error() && !s.is_server_error() => return,
+            S::UNAUTHORIZED => "unauthorized",
+            S::FORBIDDEN => "forbidden",
+            S::BAD_REQUEST => "bad request",
+            S::NOT_FOUND => "not found",
+            S::METHOD_NOT_ALLOWED => "method not allowed",
+            S::CONFLICT => "conflict",
+            S::PAYLOAD_TOO_LARGE => "too large",
+            S::SERVICE_UNAVAILABLE => "unavailable",
+            s if s.is_client_error() => "other client error",
+            _ => "server error",
+        };
+        self.requests_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
@@ -106,6 +138,7 @@ impl Default for Metrics {
             connections: Family::default(),
             connections_opened: Family::default(),
             connections_closed: Family::default(),
+            requests_refused: Family::default(),
             messages_received: Counter::default(),
             bytes_received: Counter::default(),
             messages_sent: Counter::default(),
@@ -143,6 +176,11 @@ impl Default for Metrics {
             "connections_closed",
             "Client connections that ended, by reason",
             m.connections_closed.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Client requests answered with an error status, by reason (unauthorized, bad request, not found, …)",
+            m.requests_refused.clone(),
         );
         registry.register(
             "messages_received",

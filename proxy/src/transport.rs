@@ -48,7 +48,17 @@ pub fn routes(shared: Arc<Shared>) -> Router {
             shared.clone(),
             cors::layer,
         ))
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            count_refusals,
+        ))
         .with_state(shared)
+}
+
+/// Counts error answers by reason (`switchboard_requests_refused_total`).
+async fn count_refusals(State(shared): State<Arc<Shared>>, response: Response) -> Response {
+    shared.metrics.request_answered(response.status());
+    response
 }
 
 /// Serves the client port until `stopped` turns true: over TLS when `tls`

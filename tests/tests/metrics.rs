@@ -126,6 +126,33 @@ async fn metrics_follow_a_session() -> anyhow::Result<()> {
         1.0,
     )
     .await;
+
+    // A forged token and an unknown connection token are refused and counted.
+    let refused = http
+        .post(format!("{}/client/negotiate?hub=testhub", proxy.url()))
+        .bearer_auth("not-a-token")
+        .send()
+        .await?;
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let unknown = http
+        .get(format!("{}/client/?hub=testhub&id=nope", proxy.url()))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
+    expect(
+        &http,
+        &proxy,
+        "switchboard_requests_refused_total{reason=\"unauthorized\"}",
+        1.0,
+    )
+    .await;
+    expect(
+        &http,
+        &proxy,
+        "switchboard_requests_refused_total{reason=\"not found\"}",
+        1.0,
+    )
+    .await;
     Ok(())
 }
 
