@@ -1,6 +1,7 @@
 //! Group membership changes, each confirmed by the proxy before returning.
 
 use std::ops::Deref;
+use std::time::Duration;
 
 use switchboard_proto::server_message::Kind;
 use switchboard_proto::{GroupChange, group_change};
@@ -32,26 +33,38 @@ impl Groups {
     /// Adds a connection to a group.
     pub async fn add(&self, connection_id: &str, group: &str) -> Result<()> {
         let member = group_change::Member::Connection(connection_id.to_owned());
-        self.change(group, member, group_change::Action::Add).await
+        self.change(group, member, group_change::Action::Add, 0)
+            .await
     }
 
     /// Removes a connection from a group.
     pub async fn remove(&self, connection_id: &str, group: &str) -> Result<()> {
         let member = group_change::Member::Connection(connection_id.to_owned());
-        self.change(group, member, group_change::Action::Remove)
+        self.change(group, member, group_change::Action::Remove, 0)
             .await
     }
 
-    /// Adds every connection of a user to a group.
+    /// Adds a user to a group: every connection the user has now, and those
+    /// the user opens later, until [`Groups::remove_user`].
     pub async fn add_user(&self, user_id: &str, group: &str) -> Result<()> {
         let member = group_change::Member::User(user_id.to_owned());
-        self.change(group, member, group_change::Action::Add).await
+        self.change(group, member, group_change::Action::Add, 0)
+            .await
+    }
+
+    /// Like [`Groups::add_user`], for `ttl` only (whole seconds, at least
+    /// one): the membership ends by itself afterwards.
+    pub async fn add_user_for(&self, user_id: &str, group: &str, ttl: Duration) -> Result<()> {
+        let seconds = u32::try_from(ttl.as_secs().max(1)).unwrap_or(u32::MAX);
+        let member = group_change::Member::User(user_id.to_owned());
+        self.change(group, member, group_change::Action::Add, seconds)
+            .await
     }
 
     /// Removes every connection of a user from a group.
     pub async fn remove_user(&self, user_id: &str, group: &str) -> Result<()> {
         let member = group_change::Member::User(user_id.to_owned());
-        self.change(group, member, group_change::Action::Remove)
+        self.change(group, member, group_change::Action::Remove, 0)
             .await
     }
 
@@ -60,6 +73,7 @@ impl Groups {
         group: &str,
         member: group_change::Member,
         action: group_change::Action,
+        ttl_seconds: u32,
     ) -> Result<()> {
         let describe = match &member {
             group_change::Member::Connection(id) => format!("connection '{id}'"),
@@ -72,7 +86,7 @@ impl Groups {
                 member: Some(member.clone()),
                 action: action as i32,
                 ack_id,
-                ttl_seconds: 0,
+                ttl_seconds,
             })
         };
         match &member {

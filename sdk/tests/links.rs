@@ -291,6 +291,24 @@ async fn standalone_nodes_each_get_cluster_wide_messages_once() {
     let err = adding.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 
+    // A membership for a while carries its time to live to every node.
+    let adding = tokio::spawn({
+        let hub = hub.clone();
+        async move {
+            hub.groups()
+                .add_user_for("alice", "lobby", std::time::Duration::from_secs(90))
+                .await
+        }
+    });
+    for link in [&mut a, &mut b] {
+        let Out::GroupChange(change) = link.next().await else {
+            panic!("expected a GroupChange");
+        };
+        assert_eq!((change.group.as_str(), change.ttl_seconds), ("lobby", 90));
+        answer(link, change.ack_id, ack::Status::Ok, "").await;
+    }
+    adding.await.unwrap().unwrap();
+
     // An error names the node it came from.
     let asking = tokio::spawn({
         let hub = hub.clone();
