@@ -12,12 +12,8 @@
 import { afterEach, test } from "node:test";
 import assert from "node:assert/strict";
 import * as signalR from "@microsoft/signalr";
+import { env, sleep, start as connect, until } from "./support/replicas.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-};
 const PROXY_A_URL = env("PROXY_A_URL");
 const PROXY_B_URL = env("PROXY_B_URL");
 const PROXY_A_PID = Number(env("PROXY_A_PID"));
@@ -33,34 +29,8 @@ afterEach(async () => {
   await Promise.allSettled(open.splice(0).map((c) => c.stop()));
 });
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what, check, waitMs) {
-  const deadline = Date.now() + waitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${waitMs} ms`);
-    await sleep(20);
-  }
-}
-
-async function token(user) {
-  const response = await fetch(`${APP_URL}/token?user=${encodeURIComponent(user)}`);
-  assert.equal(response.status, 200, "GET /token");
-  return (await response.text()).trim();
-}
-
 async function start(base, user, reconnect) {
-  const accessToken = await token(user);
-  let builder = new signalR.HubConnectionBuilder()
-    .withUrl(`${base}/client/?hub=testhub`, {
-      skipNegotiation: true,
-      transport: signalR.HttpTransportType.WebSockets,
-      accessTokenFactory: () => accessToken,
-    })
-    .configureLogging(signalR.LogLevel.Error);
-  if (reconnect) builder = builder.withAutomaticReconnect([0, 100, 250, 500, 1000, 1000, 2000]);
-  const connection = builder.build();
-  await connection.start();
+  const connection = await connect(APP_URL, base, user, { reconnect, logLevel: signalR.LogLevel.Error });
   open.push(connection);
   return connection;
 }

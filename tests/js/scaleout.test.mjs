@@ -16,20 +16,14 @@
 import { after, afterEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import * as signalR from "@microsoft/signalr";
+import { env, sleep, start, until } from "./support/replicas.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-};
 const PROXIES = env("PROXY_URLS").split(",");
 const PIDS = env("PROXY_PIDS").split(",").map(Number);
 const LB_URL = env("LB_URL");
 const APP_URL = env("APP_URL");
 const REDIS_PORT = env("REDIS_PORT");
 const REDIS_PID = Number(env("REDIS_PID"));
-const WAIT_MS = 10_000;
 const QUIET_MS = 400;
 
 const open = [];
@@ -37,43 +31,17 @@ afterEach(async () => {
   await Promise.allSettled(open.splice(0).map((c) => c.connection.stop()));
 });
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what, check, waitMs = WAIT_MS) {
-  const deadline = Date.now() + waitMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${waitMs} ms`);
-    await sleep(20);
-  }
-}
-
-async function token(user) {
-  const response = await fetch(`${APP_URL}/token?user=${encodeURIComponent(user)}`);
-  assert.equal(response.status, 200, "GET /token");
-  return (await response.text()).trim();
-}
-
 // A started client of hub `testhub` at `base` (a replica or the balancer)
 // recording every `Receive`.
 async function connect(base, user, { reconnect = false } = {}) {
-  const accessToken = await token(user);
-  let builder = new signalR.HubConnectionBuilder()
-    .withUrl(`${base}/client/?hub=testhub`, {
-      skipNegotiation: true,
-      transport: signalR.HttpTransportType.WebSockets,
-      accessTokenFactory: () => accessToken,
-    })
-    .configureLogging(signalR.LogLevel.Warning);
-  if (reconnect) builder = builder.withAutomaticReconnect([0, 100, 250, 500, 1000, 1000, 2000, 2000, 2000]);
   const client = { user, received: [], reconnecting: 0, reconnected: 0 };
-  client.connection = builder.build();
+  client.connection = await start(APP_URL, base, user, { reconnect });
   client.connection.on("Receive", (m) => client.received.push(m));
   client.connection.onreconnecting(() => client.reconnecting++);
   client.connection.onreconnected(async () => {
     client.id = await client.connection.invoke("GetCallerConnectionId");
     client.reconnected++;
   });
-  await client.connection.start();
   client.id = await client.connection.invoke("GetCallerConnectionId");
   open.push(client);
   return client;
