@@ -299,7 +299,9 @@ impl tonic::transport::server::Connected for TlsConnection {
 /// finished within `handshake_timeout`.
 pub struct TlsListener {
     accepted: mpsc::Receiver<(TlsConnection, SocketAddr)>,
-    local: SocketAddr,
+    /// `None` when the socket could not say (it then fails as the server
+    /// asks for it).
+    local: Option<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -318,16 +320,16 @@ impl TlsListener {
         handshake_timeout: Duration,
         port: Port,
         metrics: Arc<Metrics>,
-    ) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
+    ) -> Self {
+        let local = tcp.local_addr().ok();
         let (tx, accepted) = mpsc::channel(ACCEPTED_QUEUE);
         let failed = Failures { port, metrics };
         let task = tokio::spawn(accept_loop(tcp, tls, handshake_timeout, failed, tx));
-        Ok(Self {
+        Self {
             accepted,
             local,
             task,
-        })
+        }
     }
 
     /// The next connection whose handshake finished; `None` once the
@@ -359,7 +361,8 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
+        self.local
+            .ok_or_else(|| io::Error::other("the listening socket has no local address"))
     }
 }
 
@@ -515,9 +518,8 @@ mod tests {
             Duration::from_secs(2),
             Port::Upstream,
             metrics.clone(),
-        )
-        .unwrap();
-        let addr = listener.local.to_owned();
+        );
+        let addr = listener.local.unwrap();
         tokio::spawn(async move {
             while let Some((mut conn, _)) = listener.next().await {
                 tokio::spawn(async move {
@@ -656,8 +658,7 @@ mod tests {
             Duration::from_millis(100),
             Port::Client,
             metrics.clone(),
-        )
-        .unwrap();
+        );
         let mut silent = TcpStream::connect(addr).await.unwrap();
         let mut buf = [0; 1];
         // The server gives up on the handshake and closes the socket.

@@ -83,13 +83,7 @@ pub async fn serve(
         }
         Some(tls) => {
             let listener =
-                match TlsListener::new(listener, tls, handshake_timeout, Port::Client, metrics) {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        tracing::error!(error = %e, "client port cannot serve TLS");
-                        return;
-                    }
-                };
+                TlsListener::new(listener, tls, handshake_timeout, Port::Client, metrics);
             // axum provides the peer address (`ConnectInfo<SocketAddr>`) for
             // any listener only through `tap_io`; the tap does nothing else.
             use axum::serve::ListenerExt;

@@ -396,13 +396,7 @@ pub async fn serve(
         }
         Some(tls) => {
             let listener =
-                match TlsListener::new(listener, tls, handshake_timeout, Port::Upstream, metrics) {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        tracing::error!(error = %e, "upstream port cannot serve TLS");
-                        return;
-                    }
-                };
+                TlsListener::new(listener, tls, handshake_timeout, Port::Upstream, metrics);
             server
                 .serve_with_incoming_shutdown(listener.into_stream(), shutdown)
                 .await
