@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod balancer;
+pub mod bench_report;
 pub mod http;
 pub mod node;
 pub mod ports;

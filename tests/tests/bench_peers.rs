@@ -3,32 +3,22 @@
 //! connections, and one `compare` across Switchboard and both peers, so
 //! the peer clients, servers and the comparison keep working.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use switchboard_tests::bench_report::{self, number};
 use switchboard_tests::workspace;
-
-/// A run that takes longer than this is stuck.
-const RUN_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Runs `switchboard-bench ARGS` and returns its stdout, failing on a
 /// non-zero exit.
 async fn run(args: &[&str]) -> String {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-bench"));
-    command.args(args).kill_on_drop(true);
-    let output = tokio::time::timeout(RUN_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("switchboard-bench {args:?} ran over {RUN_TIMEOUT:?}"))
-        .expect("run switchboard-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "switchboard-bench {args:?} failed ({}); run tests/peers/install.sh if a peer is missing:\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    let exe = Path::new(env!("CARGO_BIN_EXE_switchboard-bench"));
+    bench_report::run(
+        exe,
+        args,
+        "; run tests/peers/install.sh if a peer is missing",
+    )
+    .await
 }
 
 /// Runs one scenario against `target` and returns its JSON report.
@@ -36,31 +26,11 @@ async fn scenario(target: &str, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["--target", target, "--workers", "1"]);
     let stdout = run(&all).await;
-    let (json, summary) = stdout
-        .trim_end()
-        .rsplit_once('\n')
-        .expect("a report and a summary line");
-    assert!(
-        summary.starts_with(&format!("{}: ", args[0])) && summary.contains(target),
-        "summary line {summary:?}"
-    );
-    eprintln!("{summary}");
-    let report: Value = serde_json::from_str(json)
-        .unwrap_or_else(|error| panic!("report is not JSON ({error}):\n{json}"));
+    let summary = stdout.trim_end().rsplit('\n').next().unwrap_or_default();
+    assert!(summary.contains(target), "summary line {summary:?}");
+    let report = bench_report::report(&stdout, args[0]);
     assert_eq!(report["system"]["system"], target, "{report:#}");
     report
-}
-
-fn number(value: &Value, path: &str) -> f64 {
-    let mut v = value;
-    for key in path.split('.') {
-        v = match key.parse::<usize>() {
-            Ok(i) => &v[i],
-            Err(_) => &v[key],
-        };
-    }
-    v.as_f64()
-        .unwrap_or_else(|| panic!("{path} is not a number in {value:#}"))
 }
 
 /// Groups, idle density and a connect storm against one peer.

@@ -3,13 +3,11 @@
 //! working: each report must parse, show traffic, and lose nothing where
 //! nothing may be lost.
 
-use std::time::Duration;
+use std::path::Path;
 
 use serde_json::Value;
+use switchboard_tests::bench_report::{self, number};
 use switchboard_tests::workspace;
-
-/// A scenario that takes longer than this is stuck.
-const SCENARIO_TIMEOUT: Duration = Duration::from_secs(50);
 
 /// Runs `switchboard-bench ARGS --bin-dir <debug>` and returns its JSON
 /// report, checking the summary line names the scenario.
@@ -17,46 +15,14 @@ async fn bench(args: &[&str]) -> Value {
     // Fails with a clear message when the test script did not build them.
     workspace::proxy_binary();
     workspace::example_binary("benchhub");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-bench"));
-    command
-        .args(args)
-        .arg("--bin-dir")
-        .arg(workspace::debug_dir())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(SCENARIO_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("switchboard-bench {args:?} ran over {SCENARIO_TIMEOUT:?}"))
-        .expect("run switchboard-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "switchboard-bench {args:?} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    let text = stdout.trim_end();
-    let (json, summary) = text.rsplit_once('\n').expect("a report and a summary line");
-    assert!(
-        summary.starts_with(&format!("{}:", args[0])),
-        "summary line {summary:?}"
-    );
-    let report: Value = serde_json::from_str(json)
-        .unwrap_or_else(|error| panic!("report is not JSON ({error}):\n{json}"));
+    let debug = workspace::debug_dir();
+    let mut all = args.to_vec();
+    all.extend(["--bin-dir", debug.to_str().expect("a UTF-8 path")]);
+    let stdout =
+        bench_report::run(Path::new(env!("CARGO_BIN_EXE_switchboard-bench")), &all, "").await;
+    let report = bench_report::report(&stdout, args[0]);
     assert_eq!(report["scenario"], args[0]);
-    eprintln!("{summary}");
     report
-}
-
-fn number(value: &Value, path: &str) -> f64 {
-    let mut v = value;
-    for key in path.split('.') {
-        v = match key.parse::<usize>() {
-            Ok(i) => &v[i],
-            Err(_) => &v[key],
-        };
-    }
-    v.as_f64()
-        .unwrap_or_else(|| panic!("{path} is not a number in {value:#}"))
 }
 
 #[tokio::test]
