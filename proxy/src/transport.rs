@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -107,7 +106,7 @@ async fn connect(
     method: Method,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<websocket::Upgrade, websocket::NotAnUpgrade>,
     body: Body,
 ) -> Response {
     let query = Query::parse(raw.as_deref());

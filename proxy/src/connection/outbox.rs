@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -19,7 +18,7 @@ use super::close::{Close, CloseReason};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// Text-protocol frame (JSON), already checked to be UTF-8.
-    Text(Utf8Bytes),
+    Text(Bytes),
     /// Binary-protocol frame (MessagePack).
     Binary(Bytes),
 }
@@ -27,8 +26,7 @@ pub enum Frame {
 impl Frame {
     pub fn len(&self) -> usize {
         match self {
-            Self::Text(t) => t.len(),
-            Self::Binary(b) => b.len(),
+            Self::Text(b) | Self::Binary(b) => b.len(),
         }
     }
 
@@ -39,18 +37,18 @@ impl Frame {
     /// The encoded bytes, whatever the frame type.
     pub fn as_bytes(&self) -> &[u8] {
         match self {
-            Self::Text(t) => t.as_bytes(),
-            Self::Binary(b) => b,
+            Self::Text(b) | Self::Binary(b) => b,
         }
     }
 
     /// A text frame from bytes the codec produced. Checks UTF-8 once; clone the
     /// result to share it between recipients.
     pub fn text(bytes: Bytes) -> Self {
-        match Utf8Bytes::try_from(bytes.clone()) {
-            Ok(t) => Self::Text(t),
-            // The JSON encoders only write UTF-8; anything else is a bug, but a
-            // binary frame is still a better outcome than a panic.
+        // The JSON encoders only write UTF-8; anything else is a bug, but a
+        // binary frame is still a better outcome than a client failing on
+        // invalid text.
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Self::Text(bytes),
             Err(_) => Self::Binary(bytes),
         }
     }

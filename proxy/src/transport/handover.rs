@@ -7,9 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::ws::WebSocket;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+
+use super::websocket::ClientSocket;
 
 /// See the module docs.
 #[derive(Default)]
@@ -17,7 +18,7 @@ pub struct Handover {
     /// Set once the connection's handshake turned stateful reconnect on.
     open: AtomicBool,
     /// Boxed: every connection carries a `Handover`, few ever hold a socket.
-    socket: Mutex<Option<Box<WebSocket>>>,
+    socket: Mutex<Option<Box<ClientSocket>>>,
     offered: Notify,
 }
 
@@ -34,13 +35,13 @@ impl Handover {
 
     /// Hands over a reconnected socket; a socket offered earlier and not yet
     /// taken is replaced (and so closed).
-    pub fn offer(&self, socket: WebSocket) {
-        *self.socket.lock() = Some(Box::new(socket));
+    pub fn offer(&self, socket: Box<ClientSocket>) {
+        *self.socket.lock() = Some(socket);
         self.offered.notify_one();
     }
 
     /// Waits for a reconnected socket. Cancel-safe.
-    pub async fn next(&self) -> Box<WebSocket> {
+    pub async fn next(&self) -> Box<ClientSocket> {
         loop {
             if let Some(socket) = self.socket.lock().take() {
                 return socket;

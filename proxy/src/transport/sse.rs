@@ -210,7 +210,7 @@ async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
                 shared.metrics.sent(batch.len(), bytes);
                 for frame in batch.drain(..) {
                     match &frame {
-                        Frame::Text(t) => push_event(&mut chunk, t.as_bytes()),
+                        Frame::Text(t) => push_event(&mut chunk, t),
                         // Binary protocols are refused at the handshake.
                         Frame::Binary(_) => {}
                     }

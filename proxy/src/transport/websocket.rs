@@ -11,14 +11,18 @@
 //! taking from the outbox until an Ack, so the outbox bound then closes a
 //! client that falls too far behind as a slow consumer.
 
+mod frame;
+mod socket;
+mod upgrade;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::Instrument as _;
+
+pub use upgrade::{ClientSocket, NotAnUpgrade, Upgrade};
 
 use super::handover::Handover;
 use super::table::{Entry, Release, WebSocketClaim};
@@ -36,16 +40,7 @@ use crate::ids::ConnectionId;
 use crate::protocol::handshake;
 use crate::router::frames;
 
-/// Initial read buffer. tungstenite allocates it for every connection up
-/// front (its default is 128 KiB) and grows it to fit larger frames, so it is
-/// kept small for idle density: 4 KiB here measured 4.8 KB more resident
-/// memory per idle connection than 1 KiB.
-const READ_BUFFER: usize = 1024;
-/// Writes are flushed once this much is buffered (and after every batch).
-const WRITE_BUFFER: usize = 16 * 1024;
-
-const NORMAL: u16 = 1000;
-const INTERNAL_ERROR: u16 = 1011;
+use frame::{INTERNAL_ERROR, NORMAL};
 
 /// Claims the connection (or starts a skipNegotiation one) and upgrades. A
 /// reconnect of a stateful-reconnect connection hands its socket to the
@@ -54,12 +49,12 @@ pub(super) fn start(
     request: Request,
     entry: Option<Arc<Entry>>,
     identity: Identity,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     if let Err(rejection) = request.check_enabled(Transport::WebSockets) {
         return rejection.into_response();
     }
-    let ws = configure(ws, &request.shared);
+    let limit = frame_limit(&request.shared);
     let (id, early, release) = match &entry {
         Some(entry) => match entry.claim_websocket() {
             Ok(WebSocketClaim::New(early)) => {
@@ -68,7 +63,7 @@ pub(super) fn start(
             }
             Ok(WebSocketClaim::Resume) => {
                 let entry = entry.clone();
-                return ws.on_upgrade(move |socket| async move {
+                return ws.on_upgrade(limit, move |socket| async move {
                     // Short-lived: the connection's own task logs the rest.
                     tracing::debug!(connection = %entry.id, "stateful reconnect");
                     entry.handover.offer(socket);
@@ -91,7 +86,7 @@ pub(super) fn start(
         entry,
         _release: release,
     });
-    ws.on_upgrade(move |socket| run(Box::new(socket), start).instrument(span))
+    ws.on_upgrade(limit, move |socket| run(socket, start).instrument(span))
 }
 
 /// What a connection's task starts from. Boxed, like its socket: axum's
@@ -108,18 +103,13 @@ struct Start {
     _release: Option<Release>,
 }
 
-fn configure(ws: WebSocketUpgrade, shared: &Shared) -> WebSocketUpgrade {
-    let max = shared.config.max_message_size;
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(shared.config.outbox_limit + WRITE_BUFFER + max)
-        // Frames larger than a hub message can never be valid; tungstenite
-        // refuses them before buffering. Several records may share a frame.
-        .max_message_size(max.saturating_mul(4))
-        .max_frame_size(max.saturating_mul(4))
+/// The largest client message read: several hub messages may share one, and
+/// anything larger can never be valid, so it is refused from its header.
+fn frame_limit(shared: &Shared) -> usize {
+    shared.config.max_message_size.saturating_mul(4)
 }
 
-async fn run(mut ws: Box<WebSocket>, mut start: Box<Start>) {
+async fn run(mut ws: Box<ClientSocket>, mut start: Box<Start>) {
     let shared = start.shared.clone();
     let allow_stateful = start.entry.as_ref().is_some_and(|e| e.stateful);
     let early = std::mem::take(&mut start.early);
@@ -132,8 +122,10 @@ async fn run(mut ws: Box<WebSocket>, mut start: Box<Start>) {
         Ok(session) => session,
         Err(error) => {
             tracing::info!(%error, "handshake refused");
-            let _ = ws.send(text(handshake::error_response(&error))).await;
-            let _ = ws.send(close_frame(INTERNAL_ERROR, "no app server")).await;
+            let _ = ws
+                .write(&[Frame::text(handshake::error_response(&error))])
+                .await;
+            let _ = ws.close(INTERNAL_ERROR, "no app server").await;
             return;
         }
     };
@@ -148,7 +140,7 @@ async fn run(mut ws: Box<WebSocket>, mut start: Box<Start>) {
     };
     tracing::debug!(stateful, "connected");
     let answer = frames::wrap(protocol, handshake::ok_response());
-    let first = match ws.send(message(answer)).await {
+    let first = match ws.write(&[answer]).await {
         Err(_) => End::Dropped(Close::quiet(CloseReason::TransportError)),
         Ok(()) => match session.receive(&rest).await {
             Ok(Flow::Continue) => serve(&mut ws, &shared, &mut session, handover, false).await,
@@ -181,14 +173,14 @@ enum End {
     /// waits for a reconnect, others end with this.
     Dropped(Close),
     /// A reconnect arrived while the old socket still looked alive.
-    Replaced(Box<WebSocket>),
+    Replaced(Box<ClientSocket>),
 }
 
 /// Carries a stateful-reconnect connection across sockets until it really
 /// ends: after a drop it stays registered for the disconnect timeout and
 /// resumes on the socket a reconnect hands over. Returns why it ended.
 async fn resume_loop(
-    mut ws: Box<WebSocket>,
+    mut ws: Box<ClientSocket>,
     shared: &Shared,
     session: &mut Session,
     handover: &Handover,
@@ -233,7 +225,7 @@ async fn resume_loop(
 /// the protocol, whether stateful reconnect is on and the bytes that
 /// followed the handshake.
 async fn handshake_phase(
-    ws: &mut WebSocket,
+    ws: &mut ClientSocket,
     shared: &Shared,
     early: Vec<u8>,
     allow_stateful: bool,
@@ -258,32 +250,33 @@ async fn handshake_phase(
             } => return Some((protocol, stateful, rest)),
             Step::Failed { error } => {
                 tracing::debug!(%error, "handshake failed");
-                let _ = ws.send(text(handshake::error_response(&error))).await;
                 let _ = ws
-                    .send(close_frame(INTERNAL_ERROR, "handshake error"))
+                    .write(&[Frame::text(handshake::error_response(&error))])
                     .await;
+                let _ = ws.close(INTERNAL_ERROR, "handshake error").await;
                 return None;
             }
         }
         let message = tokio::select! {
             _ = &mut deadline => {
-                let _ = ws.send(close_frame(INTERNAL_ERROR, "handshake timeout")).await;
+                let _ = ws.close(INTERNAL_ERROR, "handshake timeout").await;
                 return None;
             }
             m = ws.recv() => m,
         };
+        // MessagePack clients may send the JSON handshake in a binary frame.
         step = match message {
-            Some(Ok(Message::Text(t))) => handshake.push(t.as_bytes()),
-            // MessagePack clients may send the JSON handshake in a binary frame.
-            Some(Ok(Message::Binary(b))) => handshake.push(&b),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Step::NeedMore,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Ok(Some(data)) => handshake.push(&data),
+            Ok(None) | Err(_) => {
+                let _ = ws.flush().await;
+                return None;
+            }
         };
     }
 }
 
 /// Waits for a reconnect's socket, or forever without stateful reconnect.
-async fn reconnected(handover: Option<&Handover>) -> Box<WebSocket> {
+async fn reconnected(handover: Option<&Handover>) -> Box<ClientSocket> {
     match handover {
         Some(handover) => handover.next().await,
         None => std::future::pending().await,
@@ -292,28 +285,25 @@ async fn reconnected(handover: Option<&Handover>) -> Box<WebSocket> {
 
 /// After a reconnect: Sequence with the first unacknowledged id, then every
 /// unacknowledged frame again.
-async fn replay(ws: &mut WebSocket, shared: &Shared, session: &mut Session) -> Result<(), ()> {
+async fn replay(ws: &mut ClientSocket, shared: &Shared, session: &mut Session) -> Result<(), ()> {
     let protocol = session.handle.protocol;
     let Some(state) = session.stateful() else {
         return Ok(());
     };
-    let (first, frames) = state.replay();
-    ws.feed(message(frames::sequence(protocol, first)))
-        .await
-        .map_err(|_| ())?;
-    let (mut count, mut bytes) = (0, 0);
-    for frame in frames {
-        count += 1;
-        bytes += frame.len();
-        ws.feed(message(frame.clone())).await.map_err(|_| ())?;
-    }
-    shared.metrics.sent(count, bytes);
-    ws.flush().await.map_err(|_| ())
+    let (first, unacknowledged) = state.replay();
+    let sequence = frames::sequence(protocol, first);
+    let batch: Vec<Frame> = std::iter::once(sequence)
+        .chain(unacknowledged.cloned())
+        .collect();
+    shared
+        .metrics
+        .sent(batch.len() - 1, batch[1..].iter().map(Frame::len).sum());
+    ws.write(&batch).await.map_err(|_| ())
 }
 
 /// Serves one socket; returns how that ended. `resumed` replays first.
 async fn serve(
-    ws: &mut WebSocket,
+    ws: &mut ClientSocket,
     shared: &Shared,
     session: &mut Session,
     handover: Option<&Handover>,
@@ -353,7 +343,7 @@ async fn serve(
                 let bytes = batch.iter().map(Frame::len).sum();
                 shared.metrics.sent(batch.len(), bytes);
                 let written = tokio::select! {
-                    r = write_batch(ws, &mut batch) => r,
+                    r = ws.write(&batch) => r.map_err(|_| ()),
                     _ = handle.outbox.aborted() => Err(()),
                 };
                 let wrote = !batch.is_empty();
@@ -373,28 +363,24 @@ async fn serve(
             socket = reconnected(handover) => return End::Replaced(socket),
             received = ws.recv() => {
                 timers.received(Instant::now());
-                let received = match received {
-                    Some(Ok(m)) => m,
-                    None => return dropped(CloseReason::Normal),
-                    Some(Err(e)) => {
+                let data = match received {
+                    Ok(Some(data)) => data,
+                    Ok(None) => {
+                        // Answers the client's Close at once, so its close
+                        // handshake completes. Without a hub Close first, a
+                        // stateful client will reconnect.
+                        let _ = tokio::time::timeout(CLOSE_WRITE, ws.flush()).await;
+                        return dropped(CloseReason::Normal);
+                    }
+                    Err(e) => {
                         tracing::debug!(error = %e, "websocket read failed");
+                        // Sends the Close frame that names a protocol error.
+                        let _ = tokio::time::timeout(CLOSE_WRITE, ws.flush()).await;
                         return dropped(CloseReason::TransportError);
                     }
                 };
-                let data: &[u8] = match &received {
-                    Message::Text(t) => t.as_bytes(),
-                    Message::Binary(b) => b,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                    Message::Close(_) => {
-                        // Sends the close reply tungstenite queued, so the
-                        // client's close handshake completes at once. Without
-                        // a hub Close first, a stateful client will reconnect.
-                        let _ = ws.flush().await;
-                        return dropped(CloseReason::Normal);
-                    }
-                };
                 let room_before = session.stateful().map(|s| s.room());
-                match session.receive(data).await {
+                match session.receive(&data).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::ClientClosed) => {
                         return End::Closed(Close::quiet(CloseReason::Normal));
@@ -420,14 +406,14 @@ async fn serve(
                 {
                     let ack = frames::ack(handle.protocol, id);
                     shared.metrics.sent(1, ack.len());
-                    if ws.send(message(ack)).await.is_err() {
+                    if ws.write(&[ack]).await.is_err() {
                         return dropped(CloseReason::TransportError);
                     }
                 }
                 if due.keep_alive {
                     let ping = frames::ping(handle.protocol);
                     shared.metrics.sent(1, ping.len());
-                    if ws.send(message(ping)).await.is_err() {
+                    if ws.write(&[ping]).await.is_err() {
                         return dropped(CloseReason::TransportError);
                     }
                 }
@@ -440,16 +426,8 @@ async fn serve(
     }
 }
 
-/// Writes every frame, flushing once at the end.
-async fn write_batch(ws: &mut WebSocket, batch: &mut Vec<Frame>) -> Result<(), ()> {
-    for frame in batch.drain(..) {
-        ws.feed(message(frame)).await.map_err(|_| ())?;
-    }
-    ws.flush().await.map_err(|_| ())
-}
-
 /// Best effort: the hub Close message, then the WebSocket close frame.
-async fn write_close(ws: &mut WebSocket, protocol: Protocol, close: &Close) {
+async fn write_close(ws: &mut ClientSocket, protocol: Protocol, close: &Close) {
     let hub_close = frames::close(protocol, close.error.as_deref(), close.allow_reconnect);
     let code = if close.error.is_some() {
         INTERNAL_ERROR
@@ -457,32 +435,16 @@ async fn write_close(ws: &mut WebSocket, protocol: Protocol, close: &Close) {
         NORMAL
     };
     let write = async {
-        ws.feed(message(hub_close)).await?;
-        ws.feed(close_frame(code, close.reason.as_str())).await?;
-        ws.flush().await
+        ws.write(&[hub_close]).await?;
+        ws.close(code, close.reason.as_str()).await
     };
     // A client that stopped reading must not keep the task alive.
-    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    let _ = tokio::time::timeout(CLOSE_WRITE, write).await;
 }
 
-fn close_frame(code: u16, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
-}
-
-fn message(frame: Frame) -> Message {
-    match frame {
-        Frame::Text(t) => Message::Text(t),
-        Frame::Binary(b) => Message::Binary(b),
-    }
-}
-
-/// A text message from codec output.
-fn text(bytes: bytes::Bytes) -> Message {
-    message(Frame::text(bytes))
-}
+/// How long closing writes may take: a client that stopped reading must not
+/// keep the task alive.
+const CLOSE_WRITE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
