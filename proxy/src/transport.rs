@@ -74,8 +74,15 @@ pub async fn serve(
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
+    use axum::serve::ListenerExt;
     let result = match tls {
         None => {
+            // Hub messages are small and written as soon as they are queued:
+            // Nagle's algorithm would hold one back for the client's delayed
+            // ACK (up to 40 ms) whenever an earlier write is unacknowledged.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -85,7 +92,6 @@ pub async fn serve(
                 TlsListener::new(listener, tls, handshake_timeout, Port::Client, metrics);
             // axum provides the peer address (`ConnectInfo<SocketAddr>`) for
             // any listener only through `tap_io`; the tap does nothing else.
-            use axum::serve::ListenerExt;
             axum::serve(listener.tap_io(|_| {}), app)
                 .with_graceful_shutdown(shutdown)
                 .await

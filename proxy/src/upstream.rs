@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use switchboard_proto::{self as pb, ProxyFrame, ProxyMessage, ServerFrame, proxy_message::Kind};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -382,14 +382,20 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(15)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .tcp_nodelay(true)
         .add_service(service);
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
     let result = match tls {
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // tonic's own `tcp_nodelay` only covers sockets it accepts
+            // itself. Without it a batch waits for the app server's delayed
+            // ACK (up to 40 ms) whenever an earlier one is unacknowledged.
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|tcp| {
+                tcp.inspect(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                })
+            });
             server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
