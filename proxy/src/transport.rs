@@ -149,12 +149,9 @@ async fn connect(
         return sse::start(request, entry);
     }
     if let Ok(ws) = ws {
-        let (entry, identity) = match token {
+        let opening = match token {
             Some(_) => match request.entry(token) {
-                Ok(entry) => {
-                    let identity = entry.identity.clone();
-                    (Some(entry), identity)
-                }
+                Ok(entry) => websocket::Opening::Negotiated(entry),
                 Err(rejection) => return rejection.into_response(),
             },
             // skipNegotiation: the token is checked here instead.
@@ -165,11 +162,11 @@ async fn connect(
                 );
             }
             None => match negotiate::check_token(&request.shared, &headers, &query, &request.hub) {
-                Ok(identity) => (None, identity),
+                Ok(identity) => websocket::Opening::Direct(identity),
                 Err(why) => return negotiate::unauthorized(why),
             },
         };
-        return websocket::start(request, entry, identity, ws);
+        return websocket::start(request, opening, ws);
     }
     let entry = match request.entry(token) {
         Ok(entry) => entry,

@@ -39,15 +39,13 @@ pub(super) async fn poll(request: Request, entry: Arc<Entry>) -> Response {
     }
     let (input, inputs) = mpsc::channel(INPUT_QUEUE);
     match entry.claim(Transport::LongPolling, Some(input)) {
-        Ok(early) => {
+        Ok(claim) => {
+            let early = claim.early;
             let shared = request.shared.clone();
             let linger = Some(shared.config.disconnect_timeout);
             let release = Release::new(shared.clone(), entry.token.clone(), linger);
-            let accepted = request.accepted(
-                entry.id.clone(),
-                entry.identity.clone(),
-                Transport::LongPolling,
-            );
+            let accepted =
+                request.accepted(entry.id.clone(), claim.identity, Transport::LongPolling);
             let span = accepted.span();
             tokio::spawn(
                 async move {

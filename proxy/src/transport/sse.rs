@@ -37,15 +37,16 @@ pub(super) fn start(request: Request, entry: Arc<Entry>) -> Response {
         return rejection.into_response();
     }
     let (input, inputs) = mpsc::channel(INPUT_QUEUE);
-    let early = match entry.claim(Transport::ServerSentEvents, Some(input)) {
-        Ok(early) => early,
+    let claim = match entry.claim(Transport::ServerSentEvents, Some(input)) {
+        Ok(claim) => claim,
         Err(refusal) => return refused(refusal),
     };
+    let early = claim.early;
     let shared = request.shared.clone();
     let release = Release::new(shared.clone(), entry.token.clone(), None);
     let accepted = request.accepted(
         entry.id.clone(),
-        entry.identity.clone(),
+        claim.identity,
         Transport::ServerSentEvents,
     );
     let (body, chunks) = mpsc::channel(BODY_QUEUE);

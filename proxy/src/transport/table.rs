@@ -65,6 +65,9 @@ enum State {
         expires: Instant,
         /// Bytes POSTed before any transport claimed the connection.
         early: Vec<u8>,
+        /// Handed to the transport that claims the connection, so that
+        /// only the connection holds it from then on.
+        identity: Identity,
     },
     Active {
         transport: Transport,
@@ -82,7 +85,6 @@ pub struct Entry {
     pub id: ConnectionId,
     /// Lower-case hub name.
     pub hub: String,
-    pub identity: Identity,
     /// Negotiate offered stateful reconnect.
     pub stateful: bool,
     /// Where a stateful reconnect hands its socket over.
@@ -90,11 +92,20 @@ pub struct Entry {
     state: Mutex<State>,
 }
 
+/// What the transport that claims a connection takes over.
+#[derive(Debug, PartialEq)]
+pub struct Claim {
+    /// Bytes POSTed before the transport started.
+    pub early: Vec<u8>,
+    /// Who negotiated the connection.
+    pub identity: Identity,
+}
+
 /// How a WebSocket request uses its connection.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum WebSocketClaim {
-    /// A new connection; the bytes POSTed before (none, for WebSockets).
-    New(Vec<u8>),
+    /// A new connection.
+    New(Claim),
     /// A stateful reconnect: offer the socket to [`Entry::handover`].
     Resume,
 }
@@ -119,18 +130,23 @@ impl Entry {
             .map(WebSocketClaim::New)
     }
 
-    /// Hands the connection to `transport`; returns the bytes POSTed before.
+    /// Hands the connection to `transport`, once.
     pub fn claim(
         &self,
         transport: Transport,
         input: Option<mpsc::Sender<Input>>,
-    ) -> Result<Vec<u8>, Refusal> {
+    ) -> Result<Claim, Refusal> {
         let mut state = self.state.lock();
         match &mut *state {
-            State::Pending { early, .. } => {
-                let early = std::mem::take(early);
+            State::Pending {
+                early, identity, ..
+            } => {
+                let claim = Claim {
+                    early: std::mem::take(early),
+                    identity: std::mem::take(identity),
+                };
                 *state = State::Active { transport, input };
-                Ok(early)
+                Ok(claim)
             }
             State::Active { transport: t, .. } if *t == transport => Err(Refusal::AlreadyActive),
             State::Active { .. } => Err(Refusal::CannotChange),
@@ -236,12 +252,12 @@ impl Table {
             token: token.clone(),
             id,
             hub,
-            identity,
             stateful,
             handover: Handover::default(),
             state: Mutex::new(State::Pending {
                 expires,
                 early: Vec::new(),
+                identity,
             }),
         };
         self.entries.lock().insert(token, Arc::new(entry));
@@ -292,6 +308,13 @@ impl Table {
 mod tests {
     use super::*;
 
+    fn alice() -> Identity {
+        Identity {
+            user_id: Some("alice".into()),
+            claims: Vec::new(),
+        }
+    }
+
     fn table() -> (Table, Arc<Entry>) {
         let t = Table::default();
         let expires = Instant::now() + Duration::from_secs(60);
@@ -299,7 +322,7 @@ mod tests {
             "tok".into(),
             ConnectionId::random(&crate::ids::NodeId::random()),
             "chat".into(),
-            Identity::default(),
+            alice(),
             expires,
             true,
         );
@@ -313,7 +336,10 @@ mod tests {
         assert!(e.post(b"ab", 4).unwrap().is_none());
         assert_eq!(e.post(b"cde", 4).unwrap_err(), Refusal::TooLarge);
         let (tx, _rx) = mpsc::channel(1);
-        assert_eq!(e.claim(Transport::LongPolling, Some(tx)).unwrap(), b"ab");
+        assert_eq!(
+            e.claim(Transport::LongPolling, Some(tx)).unwrap().early,
+            b"ab"
+        );
         assert!(e.post(b"x", 4).unwrap().is_some());
         assert!(e.delete().unwrap().is_some());
     }
@@ -338,7 +364,11 @@ mod tests {
     #[test]
     fn websocket_reconnects_resume_only_once_stateful_reconnect_is_on() {
         let (_t, e) = table();
-        assert_eq!(e.claim_websocket(), Ok(WebSocketClaim::New(Vec::new())));
+        let claim = Claim {
+            early: Vec::new(),
+            identity: alice(),
+        };
+        assert_eq!(e.claim_websocket(), Ok(WebSocketClaim::New(claim)));
         assert_eq!(e.claim_websocket(), Err(Refusal::AlreadyActive));
         e.handover.open();
         assert_eq!(e.claim_websocket(), Ok(WebSocketClaim::Resume));

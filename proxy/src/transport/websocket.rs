@@ -45,24 +45,19 @@ use frame::{INTERNAL_ERROR, NORMAL};
 /// Claims the connection (or starts a skipNegotiation one) and upgrades. A
 /// reconnect of a stateful-reconnect connection hands its socket to the
 /// task that holds the connection instead.
-pub(super) fn start(
-    request: Request,
-    entry: Option<Arc<Entry>>,
-    identity: Identity,
-    ws: Upgrade,
-) -> Response {
+pub(super) fn start(request: Request, opening: Opening, ws: Upgrade) -> Response {
     if let Err(rejection) = request.check_enabled(Transport::WebSockets) {
         return rejection.into_response();
     }
     let limit = frame_limit(&request.shared);
-    let (id, early, release) = match &entry {
-        Some(entry) => match entry.claim_websocket() {
-            Ok(WebSocketClaim::New(early)) => {
+    let (id, early, identity, entry, release) = match opening {
+        Opening::Negotiated(entry) => match entry.claim_websocket() {
+            Ok(WebSocketClaim::New(claim)) => {
                 let release = Release::new(request.shared.clone(), entry.token.clone(), None);
-                (entry.id.clone(), early, Some(release))
+                let id = entry.id.clone();
+                (id, claim.early, claim.identity, Some(entry), Some(release))
             }
             Ok(WebSocketClaim::Resume) => {
-                let entry = entry.clone();
                 return ws.on_upgrade(limit, move |socket| async move {
                     // Short-lived: the connection's own task logs the rest.
                     tracing::debug!(connection = %entry.id, "stateful reconnect");
@@ -71,11 +66,10 @@ pub(super) fn start(
             }
             Err(refusal) => return refused(refusal),
         },
-        None => (
-            ConnectionId::random(&request.shared.node_id),
-            Vec::new(),
-            None,
-        ),
+        Opening::Direct(identity) => {
+            let id = ConnectionId::random(&request.shared.node_id);
+            (id, Vec::new(), identity, None, None)
+        }
     };
     let accepted = request.accepted(id, identity, Transport::WebSockets);
     let span = accepted.span();
@@ -89,8 +83,16 @@ pub(super) fn start(
     ws.on_upgrade(limit, move |socket| run(socket, start).instrument(span))
 }
 
-/// What a connection's task starts from. Boxed, like its socket: axum's
-/// task keeps the callback and the future it returns side by side, and each
+/// How a WebSocket request names its connection.
+pub(super) enum Opening {
+    /// By the connection token negotiate issued.
+    Negotiated(Arc<Entry>),
+    /// skipNegotiation: a new connection for the request's own token.
+    Direct(Identity),
+}
+
+/// What a connection's task starts from. Boxed, like its socket: the
+/// upgrade task keeps the callback and the future it returns side by side, and each
 /// async layer keeps its own copy of what it was handed, so whatever is
 /// moved in by value sits in every idle connection's task several times.
 struct Start {
