@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
+use tracing::{Instrument as _, Span};
 
 use super::socket::Socket;
 
@@ -63,21 +64,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 }
 
 impl Upgrade {
-    /// Answers 101 and runs `serve` on the socket once the connection is
-    /// upgraded. `limit` bounds a client message in bytes.
-    pub fn on_upgrade<F, Fut>(self, limit: usize, serve: F) -> Response
+    /// Answers 101 and runs `serve` on the socket, in `span`, once the
+    /// connection is upgraded. `limit` bounds a client message in bytes.
+    pub fn on_upgrade<F, Fut>(self, limit: usize, span: Span, serve: F) -> Response
     where
         F: FnOnce(Box<ClientSocket>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let accept = accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => serve(Box::new(Socket::new(TokioIo::new(upgraded), limit))).await,
-                Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        tokio::spawn(
+            async move {
+                // Not matched around the await below: what is held across it
+                // stays in every idle connection's task.
+                let upgraded = match on_upgrade.await {
+                    Ok(upgraded) => upgraded,
+                    Err(error) => return tracing::debug!(%error, "websocket upgrade failed"),
+                };
+                serve(Box::new(Socket::new(TokioIo::new(upgraded), limit))).await
             }
-        });
+            // Around the whole task rather than inside `serve`, where it would
+            // be held twice.
+            .instrument(span),
+        );
         (
             StatusCode::SWITCHING_PROTOCOLS,
             [
