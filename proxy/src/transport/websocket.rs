@@ -364,7 +364,9 @@ async fn serve(
                 batch.clear();
                 // A close requested while writing (an overflow, usually) wins too.
                 if let Some(close) = close.or_else(|| handle.outbox.close_request()) {
-                    write_close(ws, handle.protocol, &close).await;
+                    // Boxed: a closing write is rare, and its state would
+                    // otherwise widen every idle connection's task.
+                    Box::pin(write_close(ws, handle.protocol, &close)).await;
                     return End::Closed(close);
                 }
                 if written.is_err() {
@@ -474,8 +476,8 @@ mod tests {
     /// a buffer or a copy of the connection's identity held by value).
     #[test]
     fn the_connection_future_stays_small() {
-        // 1 336 B now (the layout is the same in debug and release).
+        // 1 216 B now (the layout is the same in debug and release).
         let run = output_size(run);
-        assert!(run <= 1408, "the connection future is {run} B");
+        assert!(run <= 1280, "the connection future is {run} B");
     }
 }
