@@ -157,9 +157,10 @@ pub struct Args {
     /// `chat=websockets,longpolling`. Repeat for several hubs.
     #[arg(long = "hub-transports", env = "SWITCHBOARD_HUB_TRANSPORTS", value_delimiter = ';', value_parser = parse_hub_transports)]
     pub hub_transports: Vec<(String, Transports)>,
-    /// How replicas reach each other: `local` (a standalone node) or
+    /// How replicas reach each other: `local` (a standalone node),
     /// `redis://host:port[/db]` (replicas sharing that Redis act as one
-    /// service). [default: local]
+    /// service) or `redis+cluster://host:port,host:port` (a Redis Cluster,
+    /// by some of its nodes; sharded pub/sub). [default: local]
     #[arg(long, env = "SWITCHBOARD_BUS", value_parser = BusKind::parse)]
     pub bus: Option<BusKind>,
     /// Name of the cluster this node belongs to, with a Redis bus: reported
@@ -254,16 +255,31 @@ pub enum BusKind {
     Local,
     /// Replicas sharing this Redis (a `redis://` URL) act as one service.
     Redis(String),
+    /// Replicas sharing this Redis Cluster (a `redis+cluster://` URL naming
+    /// one or more of its nodes) act as one service.
+    RedisCluster(String),
 }
 
 impl BusKind {
-    /// Parses `local` or `redis://[user:password@]host[:port][/db]`.
+    /// Parses `local`, `redis://[user:password@]host[:port][/db]` or
+    /// `redis+cluster://[user:password@]host:port[,host:port...]`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("local") {
             return Ok(Self::Local);
         }
-        if s.starts_with("rediss://") {
+        if s.starts_with(CLUSTER_SCHEME) {
+            let cluster = Self::RedisCluster(s.to_owned());
+            if cluster.redis_urls().is_empty() {
+                return Err(format!("bus URL '{}' names no Redis node", redacted(s)));
+            }
+            for seed in cluster.redis_urls() {
+                redis::Client::open(seed.as_str())
+                    .map_err(|e| format!("bus URL '{}' is not valid: {e}", redacted(s)))?;
+            }
+            return Ok(cluster);
+        }
+        if s.starts_with("rediss://") || s.starts_with("rediss+cluster://") {
             return Err(format!(
                 "'{}': TLS to Redis (rediss://) is not supported by this build; use redis:// on a private network",
                 redacted(s)
@@ -271,7 +287,7 @@ impl BusKind {
         }
         if !s.starts_with("redis://") {
             return Err(format!(
-                "unknown bus '{}': use `local` or a redis://host:port[/db] URL",
+                "unknown bus '{}': use `local`, a redis://host:port[/db] URL or redis+cluster://host:port,host:port",
                 redacted(s)
             ));
         }
@@ -284,10 +300,33 @@ impl BusKind {
     pub fn describe(&self) -> String {
         match self {
             Self::Local => "local".into(),
-            Self::Redis(url) => redacted(url),
+            Self::Redis(url) | Self::RedisCluster(url) => redacted(url),
+        }
+    }
+
+    /// The `redis://` URL of each node named (one for a single Redis).
+    pub fn redis_urls(&self) -> Vec<String> {
+        match self {
+            Self::Local => Vec::new(),
+            Self::Redis(url) => vec![url.clone()],
+            Self::RedisCluster(url) => {
+                let rest = &url[CLUSTER_SCHEME.len()..];
+                let (auth, hosts) = match rest.rsplit_once('@') {
+                    Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                    None => (String::new(), rest),
+                };
+                hosts
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(|host| format!("redis://{auth}{host}"))
+                    .collect()
+            }
         }
     }
 }
+
+const CLUSTER_SCHEME: &str = "redis+cluster://";
 
 /// `url` with the password (if any) replaced by `***`.
 fn redacted(url: &str) -> String {
@@ -1086,7 +1125,8 @@ mod tests {
         assert_eq!(c.bus, BusKind::Redis("redis://127.0.0.1:6379/2".into()));
         assert_eq!(c.cluster_name, "eu-1");
         for (bus, says) in [
-            ("nats://x", "use `local` or a redis://"),
+            ("nats://x", "use `local`, a redis://"),
+            ("redis+cluster://a:1,b:x", "not valid"),
             ("rediss://x:6380", "TLS"),
         ] {
             let err = BusKind::parse(bus).unwrap_err();
@@ -1116,6 +1156,12 @@ mod tests {
             BusKind::Redis("redis://app:secret@h:1".into()).describe(),
             "redis://app:***@h:1"
         );
+        let cluster = BusKind::parse("redis+cluster://app:secret@a:7000, b:7001").unwrap();
+        assert_eq!(
+            cluster.redis_urls(),
+            ["redis://app:secret@a:7000", "redis://app:secret@b:7001"]
+        );
+        assert_eq!(cluster.describe(), "redis+cluster://app:***@a:7000, b:7001");
     }
 
     #[test]

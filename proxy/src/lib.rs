@@ -67,12 +67,11 @@ impl Shared {
                 let bus = Arc::new(LocalBus::new(router.clone(), metrics.clone()));
                 (router, bus)
             }
-            BusKind::Redis(url) => {
+            BusKind::Redis(_) | BusKind::RedisCluster(_) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                 let router = Arc::new(Router::with_interest(tx));
                 let bus = RedisBus::new(
                     &config,
-                    url,
                     node_id.clone(),
                     router.clone(),
                     rx,

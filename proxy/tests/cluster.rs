@@ -1,6 +1,7 @@
-//! Proxies sharing one Redis act as one service: in-process nodes with a
-//! real `redis-server` (started by each test on a free loopback port), raw
-//! app-server links and raw WebSocket clients spread across the nodes.
+//! Proxies sharing one Redis, or one Redis Cluster, act as one service:
+//! in-process nodes with real `redis-server`s (started by each test on free
+//! loopback ports), raw app-server links and raw WebSocket clients spread
+//! across the nodes.
 
 mod common;
 
@@ -17,6 +18,7 @@ use switchboard_proxy::config::BusKind;
 use switchboard_proxy::{Running, auth};
 
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const REDIS_CLI: &str = "/usr/bin/redis-cli";
 const HUB: &str = "chat";
 const CLUSTER: &str = "itest";
 
@@ -24,6 +26,8 @@ const CLUSTER: &str = "itest";
 struct Redis {
     port: u16,
     child: Option<tokio::process::Child>,
+    /// More `redis-server` arguments (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -39,7 +43,11 @@ impl Redis {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        Self { port, child: None }
+        Self {
+            port,
+            child: None,
+            extra: Vec::new(),
+        }
     }
 
     fn url(&self) -> String {
@@ -54,6 +62,7 @@ impl Redis {
         let child = tokio::process::Command::new(REDIS_SERVER)
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -85,17 +94,93 @@ impl Redis {
             .await
             .unwrap()
     }
+}
+
+/// A Redis Cluster of three masters on loopback ports, each with its share
+/// of the slots; killed (and its directory removed) when dropped.
+struct RedisCluster {
+    nodes: Vec<Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    async fn start() -> Self {
+        let mut nodes: Vec<Redis> = (0..3).map(|_| Redis::not_started()).collect();
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-redis-cluster-{}-{}",
+            std::process::id(),
+            nodes[0].port
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in &mut nodes {
+            // The cluster bus port would be the port + 10 000 otherwise,
+            // past 65 535 for many ephemeral ports.
+            let bus_port = Redis::not_started().port.to_string();
+            n.extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus_port,
+                "--cluster-config-file",
+                &format!("nodes-{}.conf", n.port),
+                "--dir",
+                dir.to_str().unwrap(),
+            ]
+            .map(String::from)
+            .to_vec();
+            n.restart().await;
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = tokio::process::Command::new(REDIS_CLI)
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let cluster = Self { nodes, dir };
+        for n in &cluster.nodes {
+            let deadline = tokio::time::Instant::now() + STEP;
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut n.conn().await)
+                    .await
+                    .unwrap();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the cluster did not come up:\n{info}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        cluster
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where the nodes of a test meet.
+trait Meeting {
+    fn bus(&self) -> BusKind;
 
     /// Subscribers of `channel`.
-    async fn subscribers(&self, channel: &str) -> i64 {
-        let (_, n): (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(channel)
-            .query_async(&mut self.conn().await)
-            .await
-            .unwrap();
-        n
-    }
+    async fn subscribers(&self, channel: &str) -> i64;
 
     /// Waits until `channel` has exactly `n` subscribers.
     async fn wait_subscribers(&self, channel: &str, n: i64) {
@@ -114,6 +199,48 @@ impl Redis {
     }
 }
 
+impl Meeting for Redis {
+    fn bus(&self) -> BusKind {
+        BusKind::Redis(self.url())
+    }
+
+    async fn subscribers(&self, channel: &str) -> i64 {
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        n
+    }
+}
+
+impl Meeting for RedisCluster {
+    fn bus(&self) -> BusKind {
+        // Two of the three nodes: the client learns the rest from them.
+        let seeds: Vec<String> = self.nodes[..2]
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        BusKind::parse(&format!("redis+cluster://{}", seeds.join(","))).unwrap()
+    }
+
+    /// Sharded subscribers, on whichever node owns the channel's slot.
+    async fn subscribers(&self, channel: &str) -> i64 {
+        let mut total = 0;
+        for n in &self.nodes {
+            let (_, count): (String, i64) = redis::cmd("PUBSUB")
+                .arg("SHARDNUMSUB")
+                .arg(channel)
+                .query_async(&mut n.conn().await)
+                .await
+                .unwrap();
+            total += count;
+        }
+        total
+    }
+}
+
 fn hub_channel() -> String {
     format!("{CLUSTER}:{HUB}:all")
 }
@@ -123,13 +250,13 @@ fn group_channel(g: &str) -> String {
 }
 
 fn user_channel(u: &str) -> String {
-    format!("{CLUSTER}:{HUB}:u:{u}")
+    format!("{{{CLUSTER}:{HUB}:u:{u}}}")
 }
 
-async fn node(redis: &Redis) -> Running {
-    let url = redis.url();
+async fn node(meeting: &impl Meeting) -> Running {
+    let bus = meeting.bus();
     let p = proxy(|c| {
-        c.bus = BusKind::Redis(url);
+        c.bus = bus;
         c.cluster_name = CLUSTER.into();
         c.bus_timeout = Duration::from_secs(1);
     })
@@ -244,9 +371,17 @@ fn conn_member(c: &Client) -> pb::group_change::Member {
 
 #[tokio::test]
 async fn sends_reach_exactly_their_targets_on_every_node_once() {
+    sends_reach_exactly_their_targets(&Redis::start().await).await;
+}
+
+#[tokio::test]
+async fn sends_reach_exactly_their_targets_through_a_redis_cluster() {
+    sends_reach_exactly_their_targets(&RedisCluster::start().await).await;
+}
+
+async fn sends_reach_exactly_their_targets(redis: &impl Meeting) {
     use pb::audience::Target;
-    let redis = Redis::start().await;
-    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let nodes = [node(redis).await, node(redis).await, node(redis).await];
     let mut apps = Vec::new();
     for n in &nodes {
         let app = AppServer::linked(n, &[HUB]).await;
@@ -326,21 +461,30 @@ async fn sends_reach_exactly_their_targets_on_every_node_once() {
     );
 }
 
-#[tokio::test]
-async fn remote_requests_are_answered_and_time_out_clearly() {
+fn query(subject: pb::query::Subject, ack_id: u64) -> Up {
+    Up::Query(pb::Query {
+        hub: HUB.into(),
+        subject: Some(subject),
+        ack_id,
+    })
+}
+
+/// Two nodes, each with an app server; `far` (user "ann") on the second.
+struct Pair {
+    _nodes: [Running; 2],
+    app1: AppServer,
+    app2: AppServer,
+    far: Client,
+}
+
+/// Queries about a connection, group or user held only by the other node
+/// are answered by that node; absent ones are not found.
+async fn remote_queries_are_answered(redis: &impl Meeting) -> Pair {
     use pb::query::Subject;
-    let redis = Redis::start().await;
-    let (n1, n2) = (node(&redis).await, node(&redis).await);
+    let (n1, n2) = (node(redis).await, node(redis).await);
     let mut app1 = AppServer::linked(&n1, &[HUB]).await;
-    let mut app2 = AppServer::linked(&n2, &[HUB]).await;
-    let mut far = Client::connect(&n2, "ann").await;
-    let query = |subject: Subject, ack_id: u64| {
-        Up::Query(pb::Query {
-            hub: HUB.into(),
-            subject: Some(subject),
-            ack_id,
-        })
-    };
+    let app2 = AppServer::linked(&n2, &[HUB]).await;
+    let far = Client::connect(&n2, "ann").await;
 
     // A group with its only member on node 2, created from node 1.
     app1.send(group_change("room", conn_member(&far), true, 1))
@@ -367,6 +511,29 @@ async fn remote_requests_are_answered_and_time_out_clearly() {
         let a = ack(&mut app1, id).await;
         assert_eq!(a.status, expected as i32, "{subject:?}: {}", a.message);
     }
+    Pair {
+        _nodes: [n1, n2],
+        app1,
+        app2,
+        far,
+    }
+}
+
+#[tokio::test]
+async fn remote_queries_are_answered_through_a_redis_cluster() {
+    remote_queries_are_answered(&RedisCluster::start().await).await;
+}
+
+#[tokio::test]
+async fn remote_requests_are_answered_and_time_out_clearly() {
+    use pb::query::Subject;
+    let redis = Redis::start().await;
+    let Pair {
+        _nodes,
+        mut app1,
+        mut app2,
+        mut far,
+    } = remote_queries_are_answered(&redis).await;
 
     // A node that received the request but never answers.
     let mut silent = redis::Client::open(redis.url())
@@ -430,7 +597,8 @@ async fn only_nodes_with_members_subscribe_to_a_group() {
     redis.wait_subscribers(&group_channel("solo"), 1).await;
     let channels: Vec<String> = redis::cmd("PUBSUB")
         .arg("CHANNELS")
-        .arg(format!("{CLUSTER}:*"))
+        // User channels start with `{`, a Redis Cluster hash tag.
+        .arg(format!("*{CLUSTER}:*"))
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();
@@ -454,9 +622,17 @@ async fn only_nodes_with_members_subscribe_to_a_group() {
 
 #[tokio::test]
 async fn user_groups_cover_future_connections_on_any_node_until_their_ttl() {
+    user_groups_cover_future_connections(&Redis::start().await).await;
+}
+
+#[tokio::test]
+async fn user_groups_cover_future_connections_through_a_redis_cluster() {
+    user_groups_cover_future_connections(&RedisCluster::start().await).await;
+}
+
+async fn user_groups_cover_future_connections(redis: &impl Meeting) {
     use pb::audience::Target;
-    let redis = Redis::start().await;
-    let (n1, n2) = (node(&redis).await, node(&redis).await);
+    let (n1, n2) = (node(redis).await, node(redis).await);
     let app1 = AppServer::linked(&n1, &[HUB]).await;
     let mut app2 = AppServer::linked(&n2, &[HUB]).await;
     let mut first = Client::connect(&n1, "vip-user").await;
@@ -634,4 +810,43 @@ async fn a_node_started_before_redis_serves_locally_and_joins_when_it_appears() 
     }
     redis.wait_subscribers(&hub_channel(), 1).await;
     assert_eq!(metric(&n, "switchboard_bus_reconnects_total"), 0.0);
+}
+
+#[tokio::test]
+async fn losing_a_redis_cluster_node_makes_nodes_not_ready_until_it_is_back() {
+    use pb::audience::Target;
+    let mut cluster = RedisCluster::start().await;
+    let (n1, n2) = (node(&cluster).await, node(&cluster).await);
+    let app1 = AppServer::linked(&n1, &[HUB]).await;
+    let _app2 = AppServer::linked(&n2, &[HUB]).await;
+    let mut near = Client::connect(&n1, "x").await;
+    let mut far = Client::connect(&n2, "y").await;
+    cluster.wait_subscribers(&hub_channel(), 2).await;
+
+    // Not a seed: the nodes learnt of it from the cluster.
+    cluster.nodes[2].kill().await;
+    wait_ready(&n1, false).await;
+    wait_ready(&n2, false).await;
+    app1.send(send(Target::All(pb::All {}), &[], "during"))
+        .await;
+    assert_eq!(near.received().await, vec!["during"]);
+    assert_eq!(far.received().await, Vec::<String>::new());
+
+    cluster.nodes[2].restart().await;
+    for n in [&n1, &n2] {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            n.shared
+                .bus
+                .readiness()
+                .wait_for(|r| r.ready)
+                .await
+                .unwrap();
+        })
+        .await
+        .expect("node back on the cluster bus");
+    }
+    cluster.wait_subscribers(&hub_channel(), 2).await;
+    app1.send(send(Target::All(pb::All {}), &[], "after")).await;
+    assert_eq!(near.received().await, vec!["after"]);
+    assert_eq!(far.received().await, vec!["after"]);
 }

@@ -1,7 +1,9 @@
-//! The Redis bus: proxy replicas sharing one Redis act as one service.
+//! The Redis bus: proxy replicas sharing one Redis (or one Redis Cluster)
+//! act as one service.
 //!
-//! Classic pub/sub (`SUBSCRIBE`/`PUBLISH`) on the channels of
-//! [`channels`](super::channels), subscribed by interest: a node listens to a
+//! Pub/sub on the channels of [`channels`](super::channels) — classic
+//! (`SUBSCRIBE`/`PUBLISH`) on a single Redis, sharded (`SSUBSCRIBE`/
+//! `SPUBLISH`) on a cluster ([`conn`]) — subscribed by interest: a node listens to a
 //! hub, group or user channel only while it holds a connection there, and
 //! always to its own node channel. Every message is a
 //! [`switchboard.bus.v1.Envelope`](pb_bus::Envelope) naming its origin; a node
@@ -14,6 +16,7 @@
 //! away. [`requests`] asks other nodes and answers them; [`user_groups`]
 //! keeps user groups in Redis.
 
+mod conn;
 mod link;
 mod publisher;
 mod requests;
@@ -47,9 +50,12 @@ pub struct RedisBus {
     inner: Arc<Inner>,
 }
 
-/// Commands published as one unit; `reply` gets the last command's answer.
+/// A command for Redis; `reply` gets its answer.
 struct Outgoing {
-    cmds: Vec<::redis::Cmd>,
+    cmd: ::redis::Cmd,
+    /// The channel or key the command is about: in a cluster, commands of
+    /// one pipeline must share its slot.
+    name: String,
     reply: Option<oneshot::Sender<Result<::redis::Value, String>>>,
 }
 
@@ -58,15 +64,15 @@ struct Inner {
     prefix: String,
     /// The Redis URL without its password, for logs and errors.
     url: String,
-    client: ::redis::Client,
+    target: conn::Target,
     router: Arc<Router>,
     metrics: Arc<Metrics>,
     timeout: Duration,
     out: mpsc::Sender<Outgoing>,
     /// Taken by [`Bus::run`].
     parts: Mutex<Option<(mpsc::Receiver<Outgoing>, mpsc::UnboundedReceiver<Interest>)>>,
-    /// The publishing connection while Redis is reachable.
-    conn: Mutex<Option<::redis::aio::MultiplexedConnection>>,
+    /// The connection for commands while Redis is reachable.
+    conn: Mutex<Option<conn::Conn>>,
     connected: AtomicBool,
     /// Channels subscribed on the current connection; `subscriptions` is
     /// notified when it changes.
@@ -80,11 +86,11 @@ struct Inner {
 }
 
 impl RedisBus {
-    /// A bus for `url` (already validated). Nothing connects until
-    /// [`Bus::run`]; `interest` is the router's interest feed.
+    /// A bus for `config.bus` (a Redis or Redis Cluster URL, already
+    /// validated). Nothing connects until [`Bus::run`]; `interest` is the
+    /// router's interest feed.
     pub fn new(
         config: &Config,
-        url: &str,
         node: NodeId,
         router: Arc<Router>,
         interest: mpsc::UnboundedReceiver<Interest>,
@@ -96,7 +102,10 @@ impl RedisBus {
             inner: Arc::new(Inner {
                 node,
                 prefix: config.cluster_name.clone(),
-                client: ::redis::Client::open(url)?,
+                target: conn::Target::new(
+                    &config.bus.redis_urls(),
+                    matches!(config.bus, crate::config::BusKind::RedisCluster(_)),
+                )?,
                 readiness: watch::Sender::new(Readiness {
                     ready: false,
                     reason: format!("connecting to the cluster bus at {described}"),

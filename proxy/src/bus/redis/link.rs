@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, watch};
 
 use super::super::{Readiness, channels};
+use super::conn::{Conn, Subscriber};
 use super::{Inner, stopping};
 use crate::router::Interest;
 
@@ -19,9 +18,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const SUBSCRIBE_BATCH: usize = 500;
 
 struct Connected {
-    conn: MultiplexedConnection,
-    sink: PubSubSink,
-    stream: PubSubStream,
+    conn: Conn,
+    subscriber: Subscriber,
 }
 
 /// Keeps this node connected and subscribed until `stopped`.
@@ -56,8 +54,8 @@ pub(super) async fn supervise(
         let why = loop {
             tokio::select! {
                 _ = stopping(&mut stopped) => return,
-                message = c.stream.next() => match message {
-                    Some(m) => inner.receive(m.get_payload_bytes()),
+                message = c.subscriber.next() => match message {
+                    Some(payload) => inner.receive(&payload),
                     None => break "the connection closed".to_owned(),
                 },
                 Some(i) = interest.recv() => {
@@ -77,14 +75,13 @@ pub(super) async fn supervise(
 
 /// Connects both connections and subscribes to everything this node holds.
 async fn connect(inner: &Inner) -> redis::RedisResult<Connected> {
-    let conn = inner.client.get_multiplexed_async_connection().await?;
-    let (sink, stream) = inner.client.get_async_pubsub().await?.split();
-    let mut c = Connected { conn, sink, stream };
+    let (conn, subscriber) = inner.target.connect().await?;
+    let mut c = Connected { conn, subscriber };
     let mut wanted = vec![channels::node(&inner.prefix, inner.node.as_str())];
     let interests = inner.router.interests();
     wanted.extend(interests.iter().map(|i| channels::of(&inner.prefix, i)));
     for chunk in wanted.chunks(SUBSCRIBE_BATCH) {
-        c.sink.subscribe(chunk).await?;
+        c.subscriber.subscribe(chunk).await?;
     }
     inner.subscribed.lock().extend(wanted);
     inner.subscriptions.notify_waiters();
@@ -103,20 +100,22 @@ async fn reconcile(inner: &Inner, c: &mut Connected, interest: Interest) -> redi
     let wanted = inner.router.holds(&interest);
     let subscribed = inner.subscribed.lock().contains(&channel);
     if wanted && !subscribed {
-        c.sink.subscribe(&channel).await?;
+        c.subscriber
+            .subscribe(std::slice::from_ref(&channel))
+            .await?;
         if let Interest::User(hub, user) = &interest {
             inner.load_user_groups(&mut c.conn, hub, user).await?;
         }
         inner.subscribed.lock().insert(channel);
         inner.subscriptions.notify_waiters();
     } else if !wanted && subscribed {
-        c.sink.unsubscribe(&channel).await?;
+        c.subscriber.unsubscribe(&channel).await?;
         inner.subscribed.lock().remove(&channel);
     }
     Ok(())
 }
 
-fn set_up(inner: &Inner, conn: MultiplexedConnection, gap: Duration, first: bool) {
+fn set_up(inner: &Inner, conn: Conn, gap: Duration, first: bool) {
     *inner.conn.lock() = Some(conn);
     inner.connected.store(true, Ordering::Release);
     inner.metrics.bus_connected.set(1);

@@ -1,6 +1,7 @@
 //! Everything this node sends to Redis goes through one queue, drained by one
 //! task into pipelines on one connection, so what the node publishes keeps
-//! its order.
+//! its order (in a cluster, one pipeline per slot: a channel's messages still
+//! keep theirs).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,6 +10,7 @@ use prost::Message as _;
 use switchboard_proto::{ack::Status, bus::v1 as pb_bus};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::conn::by_slot;
 use super::{Inner, MAX_PIPELINE, Outgoing, stopping};
 
 impl Inner {
@@ -38,10 +40,9 @@ impl Inner {
         if !self.connected.load(Ordering::Acquire) {
             return self.lost(1, "not connected to Redis");
         }
-        let mut cmd = ::redis::cmd("PUBLISH");
-        cmd.arg(channel).arg(self.envelope(kind));
         let queued = self.out.try_send(Outgoing {
-            cmds: vec![cmd],
+            cmd: self.publish_cmd(&channel, kind),
+            name: channel,
             reply: None,
         });
         if queued.is_err() {
@@ -49,10 +50,18 @@ impl Inner {
         }
     }
 
-    /// Queues `cmds` and waits for the last one's answer.
+    /// `PUBLISH` (`SPUBLISH` in a cluster) of `kind` to `channel`.
+    pub(super) fn publish_cmd(&self, channel: &str, kind: pb_bus::envelope::Kind) -> ::redis::Cmd {
+        let mut cmd = self.target.publish();
+        cmd.arg(channel).arg(self.envelope(kind));
+        cmd
+    }
+
+    /// Queues `cmd`, about the channel or key `name`, and waits for its answer.
     pub(super) async fn execute(
         &self,
-        cmds: Vec<::redis::Cmd>,
+        name: String,
+        cmd: ::redis::Cmd,
     ) -> Result<::redis::Value, (Status, String)> {
         if !self.connected.load(Ordering::Acquire) {
             return Err((Status::Error, self.not_connected()));
@@ -60,7 +69,8 @@ impl Inner {
         let (tx, rx) = oneshot::channel();
         self.out
             .try_send(Outgoing {
-                cmds,
+                cmd,
+                name,
                 reply: Some(tx),
             })
             .map_err(|_| {
@@ -103,24 +113,18 @@ pub(super) async fn publisher(
         let conn = inner.conn.lock().clone();
         let result = match conn {
             None => Err("not connected to Redis".to_owned()),
-            Some(mut conn) => {
-                let mut pipe = ::redis::pipe();
-                for cmd in batch.iter().flat_map(|o| &o.cmds) {
-                    pipe.add_command(cmd.clone());
-                }
-                pipe.query_async::<Vec<::redis::Value>>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Some(conn) => send(&inner, conn, &batch).await,
         };
         match result {
             Ok(values) => {
                 inner.metrics.bus_published.inc_by(n);
                 let mut values = values.into_iter();
                 for o in batch.drain(..) {
-                    let last = values.by_ref().take(o.cmds.len()).last();
+                    let value = values
+                        .next()
+                        .ok_or_else(|| "no answer from Redis".to_owned());
                     if let Some(reply) = o.reply {
-                        let _ = reply.send(last.ok_or_else(|| "no answer from Redis".to_owned()));
+                        let _ = reply.send(value);
                     }
                 }
             }
@@ -134,4 +138,35 @@ pub(super) async fn publisher(
             }
         }
     }
+}
+
+/// Sends `batch` as one pipeline (one per slot in a cluster, side by side);
+/// the answers in the batch's order.
+async fn send(
+    inner: &Inner,
+    conn: super::conn::Conn,
+    batch: &[Outgoing],
+) -> Result<Vec<::redis::Value>, String> {
+    let groups = if inner.target.is_cluster() {
+        by_slot(batch.iter().map(|o| o.name.as_str()))
+    } else {
+        vec![(0..batch.len()).collect()]
+    };
+    let pipelines = groups.iter().map(|group| {
+        let mut conn = conn.clone();
+        let mut pipe = ::redis::pipe();
+        for &i in group {
+            pipe.add_command(batch[i].cmd.clone());
+        }
+        async move { pipe.query_async::<Vec<::redis::Value>>(&mut conn).await }
+    });
+    let answers = futures_util::future::join_all(pipelines).await;
+    let mut values = vec![::redis::Value::Nil; batch.len()];
+    for (group, answer) in groups.iter().zip(answers) {
+        let answer = answer.map_err(|e| e.to_string())?;
+        for (&i, value) in group.iter().zip(answer) {
+            values[i] = value;
+        }
+    }
+    Ok(values)
 }

@@ -54,10 +54,11 @@ impl Inner {
             request_id: id,
             kind: Some(kind),
         };
-        let mut cmd = ::redis::cmd("PUBLISH");
-        cmd.arg(channel)
-            .arg(self.envelope(pb_bus::envelope::Kind::Request(request)));
-        let value = self.execute(vec![cmd]).await?;
+        // The answer counts the subscribers the message reached: with
+        // sharded pub/sub every subscriber of a channel is on the shard that
+        // owns it, so the count is whole there too.
+        let cmd = self.publish_cmd(&channel, pb_bus::envelope::Kind::Request(request));
+        let value = self.execute(channel, cmd).await?;
         let receivers: i64 = ::redis::from_redis_value(value).unwrap_or(0);
         Ok((receivers, waiting))
     }

@@ -73,15 +73,16 @@ impl Inner {
         } else {
             0
         };
+        let key = channels::user_groups(&self.prefix, hub, user);
         let mut store = ::redis::cmd("EVAL");
         store
             .arg(STORE_USER_GROUP)
             .arg(1)
-            .arg(channels::user_groups(&self.prefix, hub, user))
+            .arg(&key)
             .arg(if add { "1" } else { "0" })
             .arg(&change.group)
             .arg(expires_at_ms);
-        self.execute(vec![store])
+        self.execute(key, store)
             .await
             .map_err(|(s, e)| (s, format!("user group change not stored: {e}")))?;
         let channel = channels::user(&self.prefix, hub, user);
@@ -113,7 +114,7 @@ impl Inner {
     /// Loads the stored groups of a user whose first connection arrived here.
     pub(super) async fn load_user_groups(
         &self,
-        conn: &mut ::redis::aio::MultiplexedConnection,
+        conn: &mut super::conn::Conn,
         hub: &str,
         user: &str,
     ) -> ::redis::RedisResult<()> {
