@@ -266,8 +266,13 @@ async fn node(meeting: &impl Meeting) -> Running {
 }
 
 async fn wait_ready(p: &Running, ready: bool) {
+    wait_ready_within(p, ready, STEP).await;
+}
+
+/// Reconnecting can take the bus's longest backoff (5 s) and more.
+async fn wait_ready_within(p: &Running, ready: bool, within: Duration) {
     let mut r = p.shared.bus.readiness();
-    tokio::time::timeout(STEP, r.wait_for(|r| r.ready == ready))
+    tokio::time::timeout(within, r.wait_for(|r| r.ready == ready))
         .await
         .expect("readiness did not change in time")
         .unwrap();
@@ -737,16 +742,7 @@ async fn a_redis_outage_keeps_local_delivery_and_heals() {
 
     redis.restart().await;
     for n in [&n1, &n2] {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            n.shared
-                .bus
-                .readiness()
-                .wait_for(|r| r.ready)
-                .await
-                .unwrap();
-        })
-        .await
-        .expect("node reconnected");
+        wait_ready_within(n, true, Duration::from_secs(10)).await;
     }
     assert_eq!(readyz(n1.admin_addr).await, (200, "ready".to_owned()));
     for app in [&mut app1, &mut app2, &mut late] {
@@ -791,16 +787,7 @@ async fn a_node_started_before_redis_serves_locally_and_joins_when_it_appears() 
     assert_eq!(client.received().await, vec!["local"]);
 
     redis.restart().await;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        n.shared
-            .bus
-            .readiness()
-            .wait_for(|r| r.ready)
-            .await
-            .unwrap();
-    })
-    .await
-    .expect("node connected");
+    wait_ready_within(&n, true, Duration::from_secs(10)).await;
     assert_eq!(readyz(n.admin_addr).await.0, 200);
     loop {
         if let Down::NodeStatus(s) = app.next().await {
@@ -834,16 +821,7 @@ async fn losing_a_redis_cluster_node_makes_nodes_not_ready_until_it_is_back() {
 
     cluster.nodes[2].restart().await;
     for n in [&n1, &n2] {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            n.shared
-                .bus
-                .readiness()
-                .wait_for(|r| r.ready)
-                .await
-                .unwrap();
-        })
-        .await
-        .expect("node back on the cluster bus");
+        wait_ready_within(n, true, Duration::from_secs(20)).await;
     }
     cluster.wait_subscribers(&hub_channel(), 2).await;
     app1.send(send(Target::All(pb::All {}), &[], "after")).await;
