@@ -690,6 +690,18 @@ fn a_redis_url_from_a_secret_is_referenced_not_rendered() {
         literal(m.env("SWITCHBOARD_BUS").unwrap()),
         "redis://redis.data:6379/1"
     );
+
+    // A Redis Cluster by two of its nodes, with the password from a Secret.
+    let m = Manifests::render_with(
+        &["defaults.yaml"],
+        &[
+            "bus.type=redis,bus.redis.url=redis+cluster://r-0.r:6379\\,r-1.r:6379,bus.redis.passwordSecret.name=redis-auth",
+        ],
+    );
+    assert_eq!(
+        literal(m.env("SWITCHBOARD_BUS").unwrap()),
+        "redis+cluster://:$(SWITCHBOARD_REDIS_PASSWORD)@r-0.r:6379,r-1.r:6379"
+    );
 }
 
 #[test]

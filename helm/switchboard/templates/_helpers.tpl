@@ -267,7 +267,11 @@ Redis is named.
 {{- $userinfo = printf "%s@" $r.username }}
 {{- end }}
 {{- $address := "" }}
-{{- if $r.url }}
+{{- $scheme := "redis://" }}
+{{- if hasPrefix "redis+cluster://" $r.url }}
+{{- $scheme = "redis+cluster://" }}
+{{- $address = trimPrefix $scheme $r.url }}
+{{- else if $r.url }}
 {{- $address = trimPrefix "redis://" $r.url }}
 {{- else if $r.deploy.enabled }}
 {{- $address = printf "%s:6379" (include "switchboard.redisName" .) }}
@@ -275,6 +279,6 @@ Redis is named.
 {{- $address = printf "%s:%v/%v" $r.host (int $r.port) (int $r.database) }}
 {{- end }}
 - name: SWITCHBOARD_BUS
-  value: {{ printf "redis://%s%s" $userinfo $address | quote }}
+  value: {{ printf "%s%s%s" $scheme $userinfo $address | quote }}
 {{- end }}
 {{- end }}
