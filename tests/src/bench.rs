@@ -95,7 +95,8 @@ impl Common {
         }
         match self.target {
             System::Switchboard => {
-                Stack::start(&self.bin_dir(), proxy_args, self.replicas as usize).await
+                let replicas = self.replicas as usize;
+                Stack::start(&self.bin_dir(), proxy_args, replicas, &self.proxy_log).await
             }
             System::Pushpin => peers::pushpin::start().await,
             System::Socketio => peers::socketio::start().await,

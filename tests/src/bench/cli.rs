@@ -81,6 +81,11 @@ pub struct Common {
     /// Connects in flight at once, per worker.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// `RUST_LOG` of the Switchboard processes. `info` (the proxy's own
+    /// default) records a span per connection, which idle memory then
+    /// includes.
+    #[arg(long, default_value = "warn")]
+    pub proxy_log: String,
 }
 
 /// `idle`.

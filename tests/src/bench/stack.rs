@@ -58,7 +58,12 @@ impl Stack {
     /// served on every replica. More than one replica share a
     /// `redis-server` started here as their bus, and one public URL (the
     /// first replica's), so a token is valid on each; benchhub links to all.
-    pub async fn start(bin_dir: &Path, proxy_args: &[&str], replicas: usize) -> Result<Self> {
+    pub async fn start(
+        bin_dir: &Path,
+        proxy_args: &[&str],
+        replicas: usize,
+        log: &str,
+    ) -> Result<Self> {
         let replicas = replicas.max(1);
         let redis = if replicas > 1 {
             Some(Redis::start().await?)
@@ -80,7 +85,7 @@ impl Stack {
                 .args(["--access-key", ACCESS_KEY])
                 .args(["--public-url", &proxy_url])
                 .args(proxy_args)
-                .env("RUST_LOG", "warn");
+                .env("RUST_LOG", log);
             if let Some(redis) = &redis {
                 command
                     .args(["--bus", &redis.url()])
@@ -136,6 +141,7 @@ impl Stack {
                 "system": "switchboard",
                 "proxy": bin_dir.join("switchboard"),
                 "proxy_args": proxy_args,
+                "proxy_log": log,
                 "replicas": replicas,
                 "bus": if redis.is_some() { "redis" } else { "local" },
             }),
