@@ -102,10 +102,7 @@ impl RedisBus {
             inner: Arc::new(Inner {
                 node,
                 prefix: config.cluster_name.clone(),
-                target: conn::Target::new(
-                    &config.bus.redis_urls(),
-                    matches!(config.bus, crate::config::BusKind::RedisCluster(_)),
-                )?,
+                target: conn::Target::new(&config.bus)?,
                 readiness: watch::Sender::new(Readiness {
                     ready: false,
                     reason: format!("connecting to the cluster bus at {described}"),

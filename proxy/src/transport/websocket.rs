@@ -91,9 +91,10 @@ pub(super) enum Opening {
 }
 
 /// What a connection's task starts from. Boxed, like its socket: the
-/// upgrade task keeps the callback and the future it returns side by side, and each
-/// async layer keeps its own copy of what it was handed, so whatever is
-/// moved in by value sits in every idle connection's task several times.
+/// upgrade task keeps the callback and the future it returns side by side,
+/// and each async layer keeps its own copy of what it was handed, so
+/// whatever is moved in by value sits in every idle connection's task
+/// several times.
 struct Start {
     shared: Arc<Shared>,
     accepted: Accepted,

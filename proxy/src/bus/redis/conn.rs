@@ -16,6 +16,8 @@ use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline, PushKind, RedisFuture, RedisResult, Value};
 use tokio::sync::mpsc;
 
+use crate::config::BusKind;
+
 /// Where the bus connects.
 pub(super) enum Target {
     Single(redis::Client),
@@ -23,15 +25,16 @@ pub(super) enum Target {
 }
 
 impl Target {
-    /// A target for a `redis://` URL or, in a cluster, its seed nodes.
-    pub fn new(seeds: &[String], cluster: bool) -> RedisResult<Self> {
-        if cluster {
-            let client = ClusterClientBuilder::new(seeds.to_vec())
+    /// The target of a Redis or Redis Cluster bus (already validated).
+    pub fn new(bus: &BusKind) -> RedisResult<Self> {
+        let urls = bus.redis_urls();
+        if let BusKind::RedisCluster(_) = bus {
+            let client = ClusterClientBuilder::new(urls)
                 .use_protocol(redis::ProtocolVersion::RESP3)
                 .build()?;
             return Ok(Self::Cluster(Box::new(client)));
         }
-        let url = seeds.first().map(String::as_str).unwrap_or_default();
+        let url = urls.first().map(String::as_str).unwrap_or_default();
         Ok(Self::Single(redis::Client::open(url)?))
     }
 
