@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::Config;
+
 /// How long after a numbered client message an Ack is written, so a burst
 /// is acknowledged once.
 pub const ACK_INTERVAL: Duration = Duration::from_secs(1);
@@ -41,6 +43,12 @@ pub struct Due {
 }
 
 impl Timers {
+    /// The configured keep-alive interval and client timeout, both starting
+    /// `now`.
+    pub fn for_config(now: Instant, config: &Config) -> Self {
+        Self::new(now, config.keep_alive_interval, config.client_timeout)
+    }
+
     /// Both intervals start now.
     pub fn new(now: Instant, keep_alive_interval: Duration, client_timeout: Duration) -> Self {
         Self {

@@ -191,13 +191,8 @@ fn ignore(input: Input) {
 
 /// The connection's main loop; returns why it ended.
 async fn serve(io: &mut Io, shared: &Shared, session: &mut Session) -> Close {
-    let config = &shared.config;
     let handle = session.handle.clone();
-    let mut timers = Timers::new(
-        Instant::now(),
-        config.keep_alive_interval,
-        config.client_timeout,
-    );
+    let mut timers = Timers::for_config(Instant::now(), &shared.config);
     let timer = sleep_until(timers.next());
     tokio::pin!(timer);
     let mut batch: Vec<Frame> = Vec::new();

@@ -324,7 +324,6 @@ async fn serve(
     handover: Option<&Handover>,
     resumed: bool,
 ) -> End {
-    let config = &shared.config;
     let handle = session.handle.clone();
     let dropped = |reason| End::Dropped(Close::quiet(reason));
     if resumed {
@@ -334,11 +333,7 @@ async fn serve(
         // Frames queued while the socket was gone.
         handle.outbox.wake();
     }
-    let mut timers = Timers::new(
-        Instant::now(),
-        config.keep_alive_interval,
-        config.client_timeout,
-    );
+    let mut timers = Timers::for_config(Instant::now(), &shared.config);
     let timer = sleep_until(timers.next());
     tokio::pin!(timer);
     let mut batch: Vec<Frame> = Vec::new();
