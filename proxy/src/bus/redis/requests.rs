@@ -107,19 +107,17 @@ impl Inner {
                     }
                     answered += 1;
                 }
-                _ => {
-                    return Err((
-                        Status::Error,
-                        format!(
-                            "{} of {receivers} nodes did not answer within {}",
-                            receivers - answered,
-                            humane(self.timeout)
-                        ),
-                    ));
-                }
+                _ => return Err(self.unanswered(receivers - answered, receivers)),
             }
         }
         local
+    }
+
+    /// The error when `missing` of `receivers` nodes did not answer in time.
+    fn unanswered(&self, missing: i64, receivers: i64) -> (Status, String) {
+        let within = humane(self.timeout);
+        let message = format!("{missing} of {receivers} nodes did not answer within {within}");
+        (Status::Error, message)
     }
 
     /// Waits for `receivers` answers, each of which must be OK.
@@ -128,16 +126,7 @@ impl Inner {
         for answered in 0..receivers {
             match tokio::time::timeout_at(deadline, waiting.replies.recv()).await {
                 Ok(Some(reply)) => reply_outcome(&reply)?,
-                _ => {
-                    return Err((
-                        Status::Error,
-                        format!(
-                            "{} of {receivers} nodes did not answer within {}",
-                            receivers - answered,
-                            humane(self.timeout)
-                        ),
-                    ));
-                }
+                _ => return Err(self.unanswered(receivers - answered, receivers)),
             }
         }
         Ok(())
