@@ -144,6 +144,14 @@ fn load_tls(
         .transpose()
 }
 
+/// Set on every socket the client and upstream ports accept (plain or TLS):
+/// messages are small and written as soon as they are ready, and Nagle's
+/// algorithm would hold one back for the peer's delayed ACK (up to 40 ms)
+/// whenever an earlier write is unacknowledged.
+pub(crate) fn no_delay(tcp: &tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await

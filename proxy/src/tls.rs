@@ -418,7 +418,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        crate::no_delay(&stream);
         let acceptor = TlsAcceptor::from(tls.config());
         let accepted = accepted.clone();
         let failed = failed.clone();

@@ -23,6 +23,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -74,16 +75,9 @@ pub async fn serve(
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    use axum::serve::ListenerExt;
     let result = match tls {
         None => {
-            // Hub messages are small and written as soon as they are queued:
-            // Nagle's algorithm would hold one back for the client's delayed
-            // ACK (up to 40 ms) whenever an earlier write is unacknowledged.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
+            axum::serve(listener.tap_io(|tcp| crate::no_delay(tcp)), app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }

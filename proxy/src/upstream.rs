@@ -388,14 +388,9 @@ pub async fn serve(
     };
     let result = match tls {
         None => {
-            // tonic's own `tcp_nodelay` only covers sockets it accepts
-            // itself. Without it a batch waits for the app server's delayed
-            // ACK (up to 40 ms) whenever an earlier one is unacknowledged.
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|tcp| {
-                tcp.inspect(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                })
-            });
+            // tonic's own `tcp_nodelay` covers only sockets it accepts itself.
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener)
+                .map(|tcp| tcp.inspect(crate::no_delay));
             server
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
