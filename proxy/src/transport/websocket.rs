@@ -124,10 +124,7 @@ async fn run(mut ws: Box<ClientSocket>, mut start: Box<Start>) {
         Ok(session) => session,
         Err(error) => {
             tracing::info!(%error, "handshake refused");
-            let _ = ws
-                .write(&[Frame::text(handshake::error_response(&error))])
-                .await;
-            let _ = ws.close(INTERNAL_ERROR, "no app server").await;
+            refuse_handshake(&mut ws, &error, "no app server").await;
             return;
         }
     };
@@ -265,10 +262,7 @@ async fn handshake_phase(
             } => return Some((protocol, stateful, rest)),
             Step::Failed { error } => {
                 tracing::debug!(%error, "handshake failed");
-                let _ = ws
-                    .write(&[Frame::text(handshake::error_response(&error))])
-                    .await;
-                let _ = ws.close(INTERNAL_ERROR, "handshake error").await;
+                refuse_handshake(ws, &error, "handshake error").await;
                 return None;
             }
         }
@@ -287,6 +281,14 @@ async fn handshake_phase(
                 return None;
             }
         };
+    }
+}
+
+/// Best effort: the handshake's error answer, then a Close frame saying why.
+async fn refuse_handshake(ws: &mut ClientSocket, error: &str, reason: &str) {
+    let answer = Frame::text(handshake::error_response(error));
+    if ws.write(&[answer]).await.is_ok() {
+        let _ = ws.close(INTERNAL_ERROR, reason).await;
     }
 }
 
