@@ -393,6 +393,17 @@ fn bare_proxy() -> Command {
     command
 }
 
+/// Runs `command`, which must exit with a failure at start; its output.
+async fn fails_at_start(name: &str, command: Command) -> String {
+    let mut process = Process::spawn(name, command).unwrap();
+    let status = process
+        .wait(Duration::from_secs(20))
+        .await
+        .expect("the proxy exits at start");
+    assert!(!status.success(), "{status}");
+    process.output()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_certificate_file_stops_the_proxy_at_start() {
     let pki = Pki::new();
@@ -405,13 +416,7 @@ async fn a_missing_certificate_file_stops_the_proxy_at_start() {
         .args(["--admin-listen", "127.0.0.1:0"])
         .args(["--tls-cert", missing.to_str().unwrap()])
         .args(["--tls-key", pki.path("server.key").to_str().unwrap()]);
-    let mut process = Process::spawn("proxy with a missing certificate", command).unwrap();
-    let status = process
-        .wait(Duration::from_secs(20))
-        .await
-        .expect("the proxy exits at start");
-    assert!(!status.success(), "{status}");
-    let output = process.output();
+    let output = fails_at_start("proxy with a missing certificate", command).await;
     assert!(
         output.contains("cannot serve TLS on the client port") && output.contains("absent.pem"),
         "{output}"
@@ -423,13 +428,7 @@ async fn a_missing_certificate_file_stops_the_proxy_at_start() {
         "--upstream-tls-key",
         pki.path("server.key").to_str().unwrap(),
     ]);
-    let mut process = Process::spawn("proxy with a key alone", command).unwrap();
-    let status = process
-        .wait(Duration::from_secs(20))
-        .await
-        .expect("the proxy exits at start");
-    assert!(!status.success(), "{status}");
-    let output = process.output();
+    let output = fails_at_start("proxy with a key alone", command).await;
     assert!(
         output.contains("--upstream-tls-key needs --upstream-tls-cert"),
         "{output}"
