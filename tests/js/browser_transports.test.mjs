@@ -15,9 +15,10 @@ import http from "node:http";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { env } from "./support/suite.mjs";
 
-const APP_URL = requiredEnv("APP_URL");
-const PAGE_PORT = Number(requiredEnv("PAGE_PORT"));
+const APP_URL = env("APP_URL");
+const PAGE_PORT = Number(env("PAGE_PORT"));
 const PAGE_URL = `http://127.0.0.1:${PAGE_PORT}/`;
 const BUNDLE = fileURLToPath(
   new URL("./node_modules/@microsoft/signalr/dist/browser/signalr.js", import.meta.url),
@@ -35,12 +36,6 @@ const LAUNCH = {
   ],
 };
 const TEST_TIMEOUT_MS = 60_000;
-
-function requiredEnv(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-}
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>transports</title>

@@ -12,29 +12,20 @@
 //     `--keep-alive-interval 1s --client-timeout 3s`.
 // Run by tests/tests/conformance.rs.
 
-import { afterEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
+import { env, stoppedAfterEach } from "./support/suite.mjs";
 
-const APP_URL = requiredEnv("APP_URL");
-const PROXY_URL = requiredEnv("PROXY_URL");
-const KEEPALIVE_APP_URL = requiredEnv("KEEPALIVE_APP_URL");
+const APP_URL = env("APP_URL");
+const PROXY_URL = env("PROXY_URL");
+const KEEPALIVE_APP_URL = env("KEEPALIVE_APP_URL");
 const TEST_TIMEOUT_MS = 30_000;
 const TRANSPORTS = ["WebSockets", "ServerSentEvents", "LongPolling"];
 
-const open = [];
-
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((connection) => connection.stop()));
-});
-
-function requiredEnv(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-}
+const open = stoppedAfterEach();
 
 function build(url, options = {}, protocol = undefined) {
   let builder = new signalR.HubConnectionBuilder()

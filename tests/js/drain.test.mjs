@@ -9,10 +9,11 @@
 // PROXY_A_PID, LB_URL (failover balancer: A while it is ready, then B),
 // APP_URL, DRAIN_WINDOW_MS, CLIENTS.
 
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as signalR from "@microsoft/signalr";
 import { env, sleep, start as connect, until } from "./support/replicas.mjs";
+import { stoppedAfterEach } from "./support/suite.mjs";
 
 const PROXY_A_URL = env("PROXY_A_URL");
 const PROXY_B_URL = env("PROXY_B_URL");
@@ -24,10 +25,7 @@ const CLIENTS = Number(env("CLIENTS"));
 // Scheduling slack on a loaded 2-core machine.
 const SLACK_MS = 250;
 
-const open = [];
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((c) => c.stop()));
-});
+const open = stoppedAfterEach();
 
 async function start(base, user, reconnect) {
   const connection = await connect(APP_URL, base, user, { reconnect, logLevel: signalR.LogLevel.Error });

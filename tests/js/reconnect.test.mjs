@@ -8,10 +8,11 @@
 // proxy's --disconnect-timeout), optional PROTOCOLS. Run by
 // tests/tests/reconnect.rs.
 
-import { afterEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
+import { stoppedAfterEach } from "./support/suite.mjs";
 
 const APP_URL = process.env.APP_URL?.replace(/\/$/, "");
 if (!APP_URL) throw new Error("APP_URL must be set");
@@ -22,10 +23,7 @@ const TEST_TIMEOUT_MS = 30_000;
 const WAIT_MS = 10_000;
 const COUNT = 60;
 
-const open = [];
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((c) => c.stop()));
-});
+const open = stoppedAfterEach();
 
 function build(protocol, { stateful = false } = {}) {
   let builder = new signalR.HubConnectionBuilder()

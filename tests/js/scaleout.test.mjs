@@ -13,10 +13,11 @@
 // Environment (set by tests/tests/scale_out.rs): PROXY_URLS and PROXY_PIDS
 // (comma-separated, same order), LB_URL, APP_URL, REDIS_PORT, REDIS_PID.
 
-import { after, afterEach, describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { env, sleep, start, until } from "./support/replicas.mjs";
+import { stoppedAfterEach } from "./support/suite.mjs";
 
 const PROXIES = env("PROXY_URLS").split(",");
 const PIDS = env("PROXY_PIDS").split(",").map(Number);
@@ -26,10 +27,7 @@ const REDIS_PORT = env("REDIS_PORT");
 const REDIS_PID = Number(env("REDIS_PID"));
 const QUIET_MS = 400;
 
-const open = [];
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((c) => c.connection.stop()));
-});
+const open = stoppedAfterEach((c) => c.connection.stop());
 
 // A started client of hub `testhub` at `base` (a replica or the balancer)
 // recording every `Receive`.

@@ -6,10 +6,11 @@
 // TRANSPORTS (comma-separated; transports as HttpTransportType names,
 // default "WebSockets"). Run by tests/tests/js_client.rs.
 
-import { afterEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
+import { stoppedAfterEach } from "./support/suite.mjs";
 
 const APP_URL = process.env.APP_URL?.replace(/\/$/, "");
 if (!APP_URL) throw new Error("APP_URL must be set");
@@ -18,10 +19,7 @@ const TRANSPORTS = (process.env.TRANSPORTS || "WebSockets").split(",").filter(Bo
 const TEST_TIMEOUT_MS = 30_000;
 const WAIT_MS = 10_000;
 
-const open = [];
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((c) => c.stop()));
-});
+const open = stoppedAfterEach();
 
 async function connect(protocol, transport) {
   const builder = new signalR.HubConnectionBuilder()

@@ -5,29 +5,19 @@
 // public client URL). Run by tests/tests/js_client.rs, or by hand:
 //   APP_URL=http://127.0.0.1:5001 PROXY_URL=http://127.0.0.1:8080 node --test tests/js/testhub.test.mjs
 
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
+import { env, stoppedAfterEach } from "./support/suite.mjs";
 // SIGNALR_PACKAGE picks the client major: "@microsoft/signalr" (10) or
 // "signalr8" (the 8.x client, installed under that alias).
 const signalR = await import(process.env.SIGNALR_PACKAGE || "@microsoft/signalr");
 
-const APP_URL = requiredEnv("APP_URL");
-const PROXY_URL = requiredEnv("PROXY_URL");
+const APP_URL = env("APP_URL");
+const PROXY_URL = env("PROXY_URL");
 const TEST_TIMEOUT_MS = 30_000;
 const WAIT_MS = 10_000;
 
-// Every connection a test opens, stopped after it whatever the outcome.
-const open = [];
-
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((connection) => connection.stop()));
-});
-
-function requiredEnv(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-}
+const open = stoppedAfterEach();
 
 function build(url, { logLevel = signalR.LogLevel.Warning, ...options } = {}) {
   const connection = new signalR.HubConnectionBuilder()

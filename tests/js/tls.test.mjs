@@ -8,13 +8,14 @@
 // https:// client URL), NODE_EXTRA_CA_CERTS (the CA that signed the proxy's
 // certificate). Run by tests/tests/tls.rs.
 
-import { afterEach, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import tls from "node:tls";
+import { env, stoppedAfterEach } from "./support/suite.mjs";
 const signalR = await import(process.env.SIGNALR_PACKAGE || "@microsoft/signalr");
 
-const APP_URL = requiredEnv("APP_URL");
-const PROXY_URL = requiredEnv("PROXY_URL");
+const APP_URL = env("APP_URL");
+const PROXY_URL = env("PROXY_URL");
 const TEST_TIMEOUT_MS = 30_000;
 
 const TRANSPORTS = [
@@ -23,17 +24,7 @@ const TRANSPORTS = [
   ["LongPolling", "LongPollingTransport"],
 ];
 
-const open = [];
-
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((connection) => connection.stop()));
-});
-
-function requiredEnv(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-}
+const open = stoppedAfterEach();
 
 test("the proxy's client URL is https", () => {
   assert.match(PROXY_URL, /^https:\/\//);

@@ -6,12 +6,7 @@
 import assert from "node:assert/strict";
 import * as signalR from "@microsoft/signalr";
 
-/** A required environment variable, without a trailing slash. */
-export function env(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} must be set`);
-  return value.replace(/\/$/, "");
-}
+export { env } from "./suite.mjs";
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
