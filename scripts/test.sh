@@ -11,23 +11,7 @@ section() {
   printf '\n==== %s ====\n' "$*"
 }
 
-# Runs a command as root: directly when we are root, else through sudo.
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  else
-    sudo "$@"
-  fi
-}
-
-apt_updated=false
-apt_install() {
-  if [ "$apt_updated" = false ]; then
-    as_root apt-get update -q
-    apt_updated=true
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-}
+source scripts/apt.sh
 
 # `npm ci` in a package directory unless its node_modules matches its lock file
 # (npm records the installed tree in node_modules/.package-lock.json).

@@ -10,22 +10,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  else
-    sudo "$@"
-  fi
-}
-
-apt_updated=false
-apt_install() {
-  if [ "$apt_updated" = false ]; then
-    as_root apt-get update -q
-    apt_updated=true
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-}
+source ../../scripts/apt.sh
 
 if ! command -v pushpin >/dev/null || ! command -v zurl >/dev/null || ! command -v condure >/dev/null; then
   apt_install pushpin zurl condure
