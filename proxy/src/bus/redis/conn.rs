@@ -9,6 +9,7 @@
 //! their order, being in one pipeline and sent batch after batch).
 
 use futures_util::StreamExt as _;
+use hashbrown::HashMap;
 use redis::aio::{ConnectionLike, MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -147,17 +148,15 @@ impl Subscriber {
 
     /// The payload of the next message; `None` once the connection (or, in a
     /// cluster, the connection to one of its nodes) was lost.
-    pub async fn next(&mut self) -> Option<Vec<u8>> {
+    pub async fn next(&mut self) -> Option<Payload> {
         match self {
-            Self::Single { stream, .. } => {
-                stream.next().await.map(|m| m.get_payload_bytes().to_vec())
-            }
+            Self::Single { stream, .. } => stream.next().await.map(Payload::Message),
             Self::Cluster { pushes, .. } => loop {
                 let push = pushes.recv().await?;
                 match push.kind {
                     PushKind::SMessage => {
                         if let Some(Value::BulkString(payload)) = push.data.into_iter().nth(1) {
-                            return Some(payload);
+                            return Some(Payload::Pushed(payload));
                         }
                     }
                     PushKind::Disconnection => return None,
@@ -170,18 +169,36 @@ impl Subscriber {
     }
 }
 
+/// A message's payload, left where the connection that read it put it.
+pub(super) enum Payload {
+    Message(redis::Msg),
+    Pushed(Vec<u8>),
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Message(m) => m.get_payload_bytes(),
+            Self::Pushed(bytes) => bytes,
+        }
+    }
+}
+
 /// The positions of `names` grouped by the cluster slot of each name, each
 /// group in its original order.
 pub(super) fn by_slot<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<Slot, usize> = HashMap::new();
     for (i, name) in names.into_iter().enumerate() {
-        let slot = Slot::for_key(name);
-        match groups.iter_mut().find(|(s, _)| *s == slot) {
-            Some((_, group)) => group.push(i),
-            None => groups.push((slot, vec![i])),
-        }
+        let group = *group_of.entry(Slot::for_key(name)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[group].push(i);
     }
-    groups.into_iter().map(|(_, group)| group).collect()
+    groups
 }
 
 #[cfg(test)]
